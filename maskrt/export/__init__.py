@@ -1,0 +1,1 @@
+"""ONNX export (portable and TensorRT-target graphs), verification against PyTorch, engine building."""

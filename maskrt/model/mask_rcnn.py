@@ -1,0 +1,149 @@
+"""The assembled Mask R-CNN: eager forward equal to torchvision's, and a static-shape deploy forward."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from maskrt.errors import MaskrtError
+from maskrt.model import transform as T
+from maskrt.model.backbone import BackboneWithFPN
+from maskrt.model.roi_heads import RoIHeads
+from maskrt.model.rpn import RegionProposalNetwork
+from maskrt.ops.poolers import infer_scale
+
+POOLED_LEVELS = 4  # RoI pooling uses P2..P5; the extra "pool" level only feeds the RPN.
+
+
+class MaskRCNN(nn.Module):
+    """Mask R-CNN with an FPN backbone.
+
+    ``model.eval(); model([img, ...])`` takes (3, H, W) float RGB images in [0, 1] and returns one dict per
+    image: ``boxes`` (N, 4) float XYXY in original-image pixels, ``labels`` (N,) int64, ``scores`` (N,),
+    ``masks`` (N, 1, H, W) float probabilities pasted into the original image.
+    """
+
+    def __init__(self, backbone: BackboneWithFPN, rpn: RegionProposalNetwork, roi_heads: RoIHeads, *,
+                 min_size=800, max_size: int = 1333, image_mean: Optional[Sequence[float]] = None,
+                 image_std: Optional[Sequence[float]] = None, size_divisible: int = 32,
+                 fixed_size: Optional[tuple[int, int]] = None, num_classes: int = 91, preset: str = "custom"):
+        super().__init__()
+        self.backbone = backbone
+        self.rpn = rpn
+        self.roi_heads = roi_heads
+        self.min_size = tuple(min_size) if isinstance(min_size, (list, tuple)) else (int(min_size),)
+        self.max_size = int(max_size)
+        self.image_mean = list(image_mean) if image_mean is not None else [0.485, 0.456, 0.406]
+        self.image_std = list(image_std) if image_std is not None else [0.229, 0.224, 0.225]
+        self.size_divisible = int(size_divisible)
+        self.fixed_size = fixed_size
+        self.num_classes = int(num_classes)
+        self.preset = preset
+
+    # -- the shared fixed-shape core ---------------------------------------------------------------------
+    def detect(self, x: Tensor, image_sizes: Sequence[Sequence[int]]) -> dict[str, Tensor]:
+        """Detections on a normalised, padded batch.
+
+        Args:
+            x: (B, 3, H, W) normalised float batch, H and W multiples of ``size_divisible``.
+            image_sizes: B pairs (height, width) of the valid region of each image (python ints).
+
+        Returns:
+            The dict of :meth:`RoIHeads.forward`: fixed-size ``boxes`` (B, K, 4) in the pixels of ``x``,
+            ``scores``, ``labels`` (int64), ``masks`` (B, K, 28, 28) probabilities, ``num_detections`` (B,).
+        """
+        features = list(self.backbone(x).values())
+        sizes = torch.tensor([[int(h), int(w)] for h, w in image_sizes], dtype=torch.int64, device=x.device)
+        proposals, valid = self.rpn(features, x.shape[-2:], sizes)
+        largest = (max(int(s[0]) for s in image_sizes), max(int(s[1]) for s in image_sizes))
+        pooled = features[:POOLED_LEVELS]
+        scales = [infer_scale(f.shape[-2:], largest) for f in pooled]
+        return self.roi_heads(pooled, scales, proposals, valid, sizes)
+
+    # -- eager ---------------------------------------------------------------------------------------------
+    def preprocess(self, images: Sequence[Tensor]) -> tuple[Tensor, list[tuple[int, int]]]:
+        """Normalise, resize and batch as torchvision's transform: -> (B, 3, H, W), sizes after resize."""
+        resized = []
+        for img in images:
+            img = T.normalize(img, self.image_mean, self.image_std)
+            img = T.resize_image(img, self.min_size[-1], self.max_size, self.fixed_size)
+            resized.append(img)
+        sizes = [(int(i.shape[-2]), int(i.shape[-1])) for i in resized]
+        return T.batch_images(resized, self.size_divisible), sizes
+
+    def forward(self, images: Sequence[Tensor], targets: Optional[Any] = None) -> list[dict[str, Tensor]]:
+        if self.training or targets is not None:
+            raise MaskrtError("this Mask R-CNN runs inference only: call model.eval() and pass images without targets")
+        T.check_images(images)
+        original = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+        batch, sizes = self.preprocess(images)
+        out = self.detect(batch, sizes)
+        results = []
+        for i, (size, orig) in enumerate(zip(sizes, original)):
+            n = int(out["num_detections"][i])
+            boxes = T.resize_boxes(out["boxes"][i, :n], size, orig)
+            masks = out["masks"][i, :n, None]
+            results.append(
+                {
+                    "boxes": boxes,
+                    "labels": out["labels"][i, :n],
+                    "scores": out["scores"][i, :n],
+                    "masks": T.paste_masks(masks, boxes, orig),
+                }
+            )
+        return results
+
+    # -- weights -------------------------------------------------------------------------------------------
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        """Load torchvision-layout weights (current or legacy key names).
+
+        With ``strict=True`` a mismatch raises one :class:`MaskrtError` listing missing keys, unexpected keys
+        and shape mismatches.
+        """
+        from maskrt.model.checkpoint import check_state_dict, upgrade_state_dict
+
+        state_dict = upgrade_state_dict(state_dict)
+        if strict:
+            check_state_dict(self, state_dict)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+class DeployMaskRCNN(nn.Module):
+    """Static-shape forward for export: uint8 images at the export size in, fixed tensors out.
+
+    Input ``images``: (B, 3, H, W) uint8 RGB, already resized and padded by the caller (the Predictor).
+    Normalisation happens here, so every backend receives the same bytes. Outputs, as the deploy contract:
+    ``num_detections`` (B,) int32, ``boxes`` (B, K, 4) float32 XYXY in input pixels, ``scores`` (B, K),
+    ``labels`` (B, K) int32, ``masks`` (B, K, 28, 28) float32 probabilities; entries past ``num_detections``
+    are zeros. On those valid entries it equals ``MaskRCNN.detect`` on the same padded input.
+    """
+
+    output_names = ("num_detections", "boxes", "scores", "labels", "masks")
+
+    def __init__(self, model: MaskRCNN):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(model.image_mean, dtype=torch.float32).reshape(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(model.image_std, dtype=torch.float32).reshape(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise MaskrtError(f"deploy input must be (B, 3, H, W) uint8, got {tuple(images.shape)}")
+        if images.dtype != torch.uint8:
+            raise MaskrtError(f"deploy input must be uint8 RGB, got {images.dtype}")
+        b, _, h, w = images.shape
+        x = (images.float() / 255.0 - self.mean) / self.std
+        d = self.model.size_divisible
+        ph, pw = -h % d, -w % d
+        if ph or pw:
+            x = torch.nn.functional.pad(x, (0, pw, 0, ph))
+        out = self.model.detect(x, [(int(h), int(w))] * int(b))
+        return (
+            out["num_detections"].to(torch.int32),
+            out["boxes"],
+            out["scores"],
+            out["labels"].to(torch.int32),
+            out["masks"],
+        )

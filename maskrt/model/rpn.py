@@ -1,0 +1,95 @@
+"""Region Proposal Network (inference), as torchvision's ``RegionProposalNetwork`` but with fixed shapes.
+
+Per image: objectness for every anchor; per level the ``pre_nms_top_n`` best anchors; decode their deltas
+(weights 1, 1, 1, 1); sigmoid; clip to the image; drop boxes with a side < 1e-3 and scores below
+``score_thresh``; NMS (``nms_thresh``) within each level; keep the ``post_nms_top_n`` best. Proposals come
+out as a fixed (B, R, 4) tensor plus a validity mask, so the same code serves the eager and deploy forwards.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from maskrt.model.anchors import AnchorGenerator
+from maskrt.model.box_coder import BoxCoder
+from maskrt.model.heads import RPNHead
+from maskrt.ops import library as _library  # noqa: F401  (registers torch.ops.maskrt.*)
+
+
+def clip_to_sizes(boxes: Tensor, sizes: Tensor) -> Tensor:
+    """Clip (B, ..., 4) XYXY boxes to per-image ``sizes`` (B, 2) = (height, width)."""
+    shape = (boxes.shape[0],) + (1,) * (boxes.dim() - 2)
+    h = sizes[:, 0].to(boxes.dtype).reshape(shape)
+    w = sizes[:, 1].to(boxes.dtype).reshape(shape)
+    zero = torch.zeros((), dtype=boxes.dtype, device=boxes.device)
+    x1 = torch.minimum(torch.maximum(boxes[..., 0], zero), w)
+    y1 = torch.minimum(torch.maximum(boxes[..., 1], zero), h)
+    x2 = torch.minimum(torch.maximum(boxes[..., 2], zero), w)
+    y2 = torch.minimum(torch.maximum(boxes[..., 3], zero), h)
+    return torch.stack((x1, y1, x2, y2), dim=-1)
+
+
+def side_at_least(boxes: Tensor, min_size: float) -> Tensor:
+    return ((boxes[..., 2] - boxes[..., 0]) >= min_size) & ((boxes[..., 3] - boxes[..., 1]) >= min_size)
+
+
+class RegionProposalNetwork(nn.Module):
+    def __init__(self, anchor_generator: AnchorGenerator, head: RPNHead, *, pre_nms_top_n_test: int = 1000,
+                 post_nms_top_n_test: int = 1000, nms_thresh: float = 0.7, score_thresh: float = 0.0,
+                 pre_nms_top_n_train: int = 2000, post_nms_top_n_train: int = 2000, fg_iou_thresh: float = 0.7,
+                 bg_iou_thresh: float = 0.3, batch_size_per_image: int = 256, positive_fraction: float = 0.5):
+        super().__init__()
+        self.anchor_generator = anchor_generator
+        self.head = head
+        self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
+        self.pre_nms_top_n_test = pre_nms_top_n_test
+        self.post_nms_top_n_test = post_nms_top_n_test
+        self.pre_nms_top_n_train = pre_nms_top_n_train
+        self.post_nms_top_n_train = post_nms_top_n_train
+        self.nms_thresh = nms_thresh
+        self.score_thresh = score_thresh
+        self.fg_iou_thresh = fg_iou_thresh
+        self.bg_iou_thresh = bg_iou_thresh
+        self.batch_size_per_image = batch_size_per_image
+        self.positive_fraction = positive_fraction
+        self.min_size = 1e-3
+
+    def forward(self, features: Sequence[Tensor], padded_size: Sequence[int], image_sizes: Tensor) -> tuple[Tensor, Tensor]:
+        """Proposals for a batch.
+
+        Args:
+            features: FPN maps, finest first, each (B, C, Hi, Wi).
+            padded_size: (H, W) of the padded batch, which sets the anchor strides.
+            image_sizes: (B, 2) int64 (height, width) of each image before padding; proposals are clipped to it.
+
+        Returns:
+            proposals (B, R, 4) XYXY sorted by decreasing objectness, and valid (B, R) bool. R is
+            ``min(post_nms_top_n, candidates)``; entries past the valid ones are padding.
+        """
+        logits, deltas = self.head(list(features))
+        anchors = self.anchor_generator(padded_size, [f.shape[-2:] for f in features], features[0].dtype, features[0].device)
+        batch = features[0].shape[0]
+        scores, boxes, levels = [], [], []
+        for level, (obj, dl, anc) in enumerate(zip(logits, deltas, anchors)):
+            # (B, A, H, W) -> (B, H*W*A): location-major, anchor-minor, matching the anchor order.
+            obj = obj.permute(0, 2, 3, 1).reshape(batch, -1)
+            dl = dl.reshape(batch, -1, 4, dl.shape[-2], dl.shape[-1]).permute(0, 3, 4, 1, 2).reshape(batch, -1, 4)
+            k = min(self.pre_nms_top_n_test, obj.shape[1])
+            top, idx = obj.topk(k, dim=1)
+            sel = torch.gather(dl, 1, idx[..., None].expand(-1, -1, 4))
+            boxes.append(self.box_coder.decode(sel, anc[idx])[..., 0, :])
+            scores.append(top)
+            levels.append(torch.full_like(idx, level))
+        scores = torch.sigmoid(torch.cat(scores, dim=1))
+        boxes = clip_to_sizes(torch.cat(boxes, dim=1), image_sizes)
+        levels = torch.cat(levels, dim=1)
+        valid = side_at_least(boxes, self.min_size) & (scores >= self.score_thresh)
+        keep = torch.ops.maskrt.batched_nms_mask(boxes, scores, levels, valid, self.nms_thresh)
+        ranked = torch.where(keep, scores, torch.full_like(scores, -1.0))
+        r = min(self.post_nms_top_n_test, ranked.shape[1])
+        top, order = ranked.topk(r, dim=1)
+        proposals = torch.gather(boxes, 1, order[..., None].expand(-1, -1, 4))
+        return proposals, top >= 0

@@ -1,0 +1,237 @@
+"""RoI Align (avg and max) and its inputs, in vectorised PyTorch.
+
+Semantics follow torchvision's ``roi_align`` kernel:
+
+* a RoI ``(x1, y1, x2, y2)`` is scaled by ``spatial_scale``; with ``aligned=True`` half a pixel is subtracted
+  so that box corners sit on pixel corners, with ``aligned=False`` the RoI is at least 1x1;
+* each of the ``PH x PW`` bins holds a ``gh x gw`` grid of sample points at the centres of its sub-cells;
+  ``gh = sampling_ratio`` when it is > 0, else ``ceil(roi_height / PH)`` (adaptive, per RoI);
+* a sample is bilinearly interpolated from its four neighbours; a sample farther than one pixel outside the
+  map (``y < -1``, ``y > H``, ``x < -1`` or ``x > W``) is 0, and coordinates in ``[-1, 0)`` are clamped to 0;
+* ``mode="avg"``: a bin is the mean of its samples (``count = max(gh * gw, 1)``);
+  ``mode="max"``: a bin is the maximum of its interpolated sample values (not of the weighted corner
+  terms, which is what ONNX Runtime computes). A bin with no samples is 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence, Union
+
+import torch
+from torch import Tensor
+
+from maskrt.errors import MaskrtError
+
+BoxesLike = Union[Tensor, Sequence[Tensor]]
+
+# Upper bound of gathered (sample, channel) elements per corner in one block, to bound memory.
+_BLOCK_ELEMENTS = 1 << 23
+
+
+def _pair(output_size) -> tuple[int, int]:
+    if isinstance(output_size, int):
+        return output_size, output_size
+    if isinstance(output_size, (list, tuple)) and len(output_size) == 2:
+        return int(output_size[0]), int(output_size[1])
+    raise MaskrtError(f"output_size must be an int or a pair of ints, got {output_size!r}")
+
+
+def convert_boxes_to_rois(boxes: BoxesLike, like: Tensor | None = None) -> Tensor:
+    """Turn a list of per-image (Ki, 4) boxes, or a (K, 5) tensor, into (K, 5) ``[batch_index, x1, y1, x2, y2]``."""
+    if isinstance(boxes, Tensor):
+        if boxes.dim() != 2 or boxes.shape[1] != 5:
+            raise MaskrtError(f"rois must have shape (K, 5) [batch_index, x1, y1, x2, y2], got {tuple(boxes.shape)}")
+        return boxes
+    if not isinstance(boxes, (list, tuple)):
+        raise MaskrtError(f"rois must be a (K, 5) tensor or a list of (Ki, 4) tensors, got {type(boxes).__name__}")
+    for i, b in enumerate(boxes):
+        if not isinstance(b, Tensor) or b.dim() != 2 or b.shape[1] != 4:
+            shape = tuple(b.shape) if isinstance(b, Tensor) else type(b).__name__
+            raise MaskrtError(f"boxes[{i}] must be a (Ki, 4) tensor, got {shape}")
+    if len(boxes) == 0:
+        dtype = like.dtype if like is not None else torch.float32
+        device = like.device if like is not None else None
+        return torch.zeros((0, 5), dtype=dtype, device=device)
+    concat = torch.cat(list(boxes), dim=0)
+    ids = torch.cat([torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)], dim=0)
+    return torch.cat([ids, concat], dim=1)
+
+
+def _check_input(input: Tensor, rois: Tensor, mode: str) -> None:
+    if not isinstance(input, Tensor) or input.dim() != 4:
+        raise MaskrtError(f"input must be a (N, C, H, W) tensor, got {getattr(input, 'shape', type(input).__name__)}")
+    if not input.is_floating_point():
+        raise MaskrtError(f"input must be a floating-point tensor, got {input.dtype}")
+    if mode not in ("avg", "max"):
+        raise MaskrtError(f"mode must be 'avg' or 'max', got {mode!r}")
+    if rois.shape[0] and not rois.is_floating_point():
+        raise MaskrtError(f"rois must be floating point, got {rois.dtype}")
+
+
+def _axis_samples(start: Tensor, bin_size: Tensor, pooled: int, grid: int, size: int):
+    """Sample positions and bilinear taps along one axis.
+
+    Returns (low, high, w_low, w_high), each (K, pooled * grid): the two neighbouring indices and their
+    weights; weights are 0 for samples outside [-1, size].
+    """
+    dtype = start.dtype
+    p = torch.arange(pooled, dtype=dtype, device=start.device)
+    i = torch.arange(grid, dtype=dtype, device=start.device) + 0.5
+    # Same association as the reference kernel: (start + p * bin) + ((i + .5) * bin) / grid.
+    pos = (start[:, None, None] + p[None, :, None] * bin_size[:, None, None]) + (
+        i[None, None, :] * bin_size[:, None, None]
+    ) / grid
+    pos = pos.reshape(start.shape[0], pooled * grid)
+    inside = (pos >= -1.0) & (pos <= size)
+    pos = pos.clamp(min=0)
+    low = pos.floor().to(torch.int64)
+    at_edge = low >= size - 1
+    low = torch.where(at_edge, torch.full_like(low, size - 1), low)
+    high = torch.where(at_edge, low, low + 1)
+    pos = torch.where(at_edge, low.to(dtype), pos)
+    frac = pos - low.to(dtype)
+    w_high = frac
+    w_low = 1.0 - frac
+    zero = torch.zeros((), dtype=dtype, device=start.device)
+    return low, high, torch.where(inside, w_low, zero), torch.where(inside, w_high, zero)
+
+
+def _pool_group(
+    flat: Tensor, height: int, width: int, batch: Tensor, y0: Tensor, x0: Tensor, bin_h: Tensor, bin_w: Tensor,
+    ph: int, pw: int, gh: int, gw: int, mode: str,
+) -> Tensor:
+    """Pool RoIs that share one sampling grid. ``flat`` is the (N*H*W, C) channels-last feature map."""
+    k = batch.shape[0]
+    channels = flat.shape[1]
+    ylo, yhi, wylo, wyhi = (t.reshape(k, ph, gh) for t in _axis_samples(y0, bin_h, ph, gh, height))
+    xlo, xhi, wxlo, wxhi = (t.reshape(k, pw, gw) for t in _axis_samples(x0, bin_w, pw, gw, width))
+    base = batch[:, None, None] * (height * width)
+
+    def gather(yi: Tensor, xi: Tensor) -> Tensor:
+        index = base + yi[:, :, None] * width + xi[:, None, :]  # (k, ph, pw)
+        return flat.index_select(0, index.reshape(-1)).reshape(k, ph, pw, channels)
+
+    def weight(wy: Tensor, wx: Tensor) -> Tensor:
+        return (wy[:, :, None] * wx[:, None, :])[..., None].to(flat.dtype)
+
+    # One sample position of every bin at a time, accumulated in the reference kernel's order (row of samples
+    # by row, and w1*v1 + w2*v2 + w3*v3 + w4*v4 within a sample) so that results match it to the last bit
+    # in most cases.
+    out = None
+    for iy in range(gh):
+        for ix in range(gw):
+            a, b, c, d = ylo[:, :, iy], yhi[:, :, iy], xlo[:, :, ix], xhi[:, :, ix]
+            wa, wb, wc, wd = wylo[:, :, iy], wyhi[:, :, iy], wxlo[:, :, ix], wxhi[:, :, ix]
+            val = weight(wa, wc) * gather(a, c)
+            val = val + weight(wa, wd) * gather(a, d)
+            val = val + weight(wb, wc) * gather(b, c)
+            val = val + weight(wb, wd) * gather(b, d)
+            if out is None:
+                out = val
+            elif mode == "avg":
+                out = out + val
+            else:
+                out = torch.maximum(out, val)
+    if mode == "avg":
+        out = out / max(gh * gw, 1)
+    return out.permute(0, 3, 1, 2)  # (k, C, ph, pw)
+
+
+def roi_align(
+    input: Tensor,
+    boxes: BoxesLike,
+    output_size,
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+    mode: str = "avg",
+) -> Tensor:
+    """RoI Align.
+
+    Args:
+        input: (N, C, H, W) floating-point feature map.
+        boxes: (K, 5) ``[batch_index, x1, y1, x2, y2]`` or a list of N tensors (Ki, 4) XYXY, in input-image
+            pixels (multiplied by ``spatial_scale`` to reach feature-map pixels).
+        output_size: int or (PH, PW).
+        spatial_scale: feature-map pixels per image pixel (1/stride).
+        sampling_ratio: sample points per bin along each axis; <= 0 picks ``ceil(roi_size / output_size)``.
+        aligned: subtract half a pixel from the scaled box (pixel-corner convention).
+        mode: "avg" or "max".
+
+    Returns:
+        (K, C, PH, PW) tensor of ``input``'s dtype. RoIs whose batch index is outside [0, N) give zeros.
+    """
+    rois = convert_boxes_to_rois(boxes, input)
+    _check_input(input, rois, mode)
+    ph, pw = _pair(output_size)
+    n, channels, height, width = input.shape
+    k = rois.shape[0]
+    out = input.new_zeros((k, channels, ph, pw))
+    if k == 0 or channels == 0 or height == 0 or width == 0:
+        return out
+    compute = torch.float64 if input.dtype == torch.float64 else torch.float32
+    rois_c = rois.to(compute)
+    batch = rois[:, 0].to(torch.int64)
+    offset = 0.5 if aligned else 0.0
+    x0 = rois_c[:, 1] * spatial_scale - offset
+    y0 = rois_c[:, 2] * spatial_scale - offset
+    roi_w = rois_c[:, 3] * spatial_scale - offset - x0
+    roi_h = rois_c[:, 4] * spatial_scale - offset - y0
+    if not aligned:
+        roi_w = roi_w.clamp(min=1.0)
+        roi_h = roi_h.clamp(min=1.0)
+    bin_h = roi_h / ph
+    bin_w = roi_w / pw
+    if sampling_ratio > 0:
+        grid_h = torch.full((k,), int(sampling_ratio), dtype=torch.int64, device=input.device)
+        grid_w = grid_h
+    else:
+        # Non-finite boxes would ask for an unbounded grid; they pool to zeros instead.
+        grid_h = torch.nan_to_num(torch.ceil(roi_h / ph), nan=0.0, posinf=0.0, neginf=0.0).clamp(min=0).to(torch.int64)
+        grid_w = torch.nan_to_num(torch.ceil(roi_w / pw), nan=0.0, posinf=0.0, neginf=0.0).clamp(min=0).to(torch.int64)
+    valid = (batch >= 0) & (batch < n) & torch.isfinite(rois_c[:, 1:]).all(dim=1)
+    flat = input.permute(0, 2, 3, 1).reshape(n * height * width, channels)
+    if input.dtype in (torch.float16, torch.bfloat16):
+        flat = flat.float()
+
+    # RoIs are grouped by their sampling grid (one group for a fixed sampling_ratio), then pooled in blocks
+    # that bound the size of the gathered tensors.
+    pairs = torch.stack([grid_h, grid_w], dim=1)
+    pairs = torch.where(valid[:, None], pairs, torch.full_like(pairs, -1))
+    for gh, gw in torch.unique(pairs, dim=0).tolist():
+        if gh < 0:
+            continue
+        members = torch.where((pairs[:, 0] == gh) & (pairs[:, 1] == gw))[0]
+        if gh == 0 or gw == 0:
+            continue  # no samples: the bin is 0 in both modes
+        per_roi = ph * pw * channels
+        step = max(1, _BLOCK_ELEMENTS // per_roi)
+        for start in range(0, members.shape[0], step):
+            idx = members[start : start + step]
+            pooled = _pool_group(
+                flat, height, width, batch[idx], y0[idx], x0[idx], bin_h[idx], bin_w[idx], ph, pw, gh, gw, mode
+            )
+            out[idx] = pooled.to(out.dtype)
+    return out
+
+
+class RoIAlign(torch.nn.Module):
+    """Module form of :func:`roi_align` that stores its arguments."""
+
+    def __init__(self, output_size, spatial_scale: float, sampling_ratio: int, aligned: bool = False, mode: str = "avg"):
+        super().__init__()
+        self.output_size = _pair(output_size)
+        self.spatial_scale = spatial_scale
+        self.sampling_ratio = sampling_ratio
+        self.aligned = aligned
+        self.mode = mode
+
+    def forward(self, input: Tensor, rois: BoxesLike) -> Tensor:
+        return roi_align(input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned, self.mode)
+
+    def extra_repr(self) -> str:
+        return (
+            f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
+            f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}, mode={self.mode!r}"
+        )

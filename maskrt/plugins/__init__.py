@@ -1,0 +1,1 @@
+"""The TensorRT plugin sources, their build and load helpers, and the ONNX Runtime bridge for plugin nodes."""

@@ -1,0 +1,1 @@
+"""Runners (torch, ONNX Runtime, TensorRT) under one contract, the Predictor, profiling and reports."""
