@@ -26,7 +26,7 @@ from maskrt.errors import MaskrtError
 BoxesLike = Union[Tensor, Sequence[Tensor]]
 
 # Upper bound of gathered (sample, channel) elements per corner in one block, to bound memory.
-_BLOCK_ELEMENTS = 1 << 23
+_BLOCK_ELEMENTS = 1 << 20
 
 
 def _pair(output_size) -> tuple[int, int]:
@@ -108,31 +108,39 @@ def _pool_group(
     xlo, xhi, wxlo, wxhi = (t.reshape(k, pw, gw) for t in _axis_samples(x0, bin_w, pw, gw, width))
     base = batch[:, None, None] * (height * width)
 
-    def gather(yi: Tensor, xi: Tensor) -> Tensor:
-        index = base + yi[:, :, None] * width + xi[:, None, :]  # (k, ph, pw)
-        return flat.index_select(0, index.reshape(-1)).reshape(k, ph, pw, channels)
-
-    def weight(wy: Tensor, wx: Tensor) -> Tensor:
-        return (wy[:, :, None] * wx[:, None, :])[..., None].to(flat.dtype)
-
-    # One sample position of every bin at a time, accumulated in the reference kernel's order (row of samples
-    # by row, and w1*v1 + w2*v2 + w3*v3 + w4*v4 within a sample) so that results match it to the last bit
-    # in most cases.
-    out = None
+    rows = k * ph * pw
+    taps = [flat.new_empty((rows, channels)) for _ in range(2)]
+    out = flat.new_empty((rows, channels))
+    # Sample positions are visited one at a time for every bin, accumulated in the reference kernel's order
+    # (samples row by row; w1*v1 + w2*v2 + w3*v3 + w4*v4 within a sample) so that results match it to the last
+    # bit. Buffers are reused and updated in place: the op is bound by memory traffic.
+    first = True
     for iy in range(gh):
         for ix in range(gw):
-            a, b, c, d = ylo[:, :, iy], yhi[:, :, iy], xlo[:, :, ix], xhi[:, :, ix]
-            wa, wb, wc, wd = wylo[:, :, iy], wyhi[:, :, iy], wxlo[:, :, ix], wxhi[:, :, ix]
-            val = weight(wa, wc) * gather(a, c)
-            val = val + weight(wa, wd) * gather(a, d)
-            val = val + weight(wb, wc) * gather(b, c)
-            val = val + weight(wb, wd) * gather(b, d)
-            if out is None:
-                out = val
-            elif mode == "avg":
-                out = out + val
-            else:
-                out = torch.maximum(out, val)
+            val = out if first else taps[1]
+            for corner, (yi, wy, xi, wx) in enumerate(
+                (
+                    (ylo[:, :, iy], wylo[:, :, iy], xlo[:, :, ix], wxlo[:, :, ix]),
+                    (ylo[:, :, iy], wylo[:, :, iy], xhi[:, :, ix], wxhi[:, :, ix]),
+                    (yhi[:, :, iy], wyhi[:, :, iy], xlo[:, :, ix], wxlo[:, :, ix]),
+                    (yhi[:, :, iy], wyhi[:, :, iy], xhi[:, :, ix], wxhi[:, :, ix]),
+                )
+            ):
+                index = (base + yi[:, :, None] * width + xi[:, None, :]).reshape(-1)
+                w = (wy[:, :, None] * wx[:, None, :]).reshape(-1, 1).to(flat.dtype)
+                if corner == 0:
+                    torch.index_select(flat, 0, index, out=val)
+                    val.mul_(w)
+                else:
+                    torch.index_select(flat, 0, index, out=taps[0])
+                    val.add_(taps[0].mul_(w))
+            if not first:
+                if mode == "avg":
+                    out.add_(val)
+                else:
+                    torch.maximum(out, val, out=out)
+            first = False
+    out = out.reshape(k, ph, pw, channels)
     if mode == "avg":
         out = out / max(gh * gw, 1)
     return out.permute(0, 3, 1, 2)  # (k, C, ph, pw)
