@@ -83,7 +83,9 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     # torchvision switches strategy with size; both give the same kept set, and following the same switch
     # keeps even near-threshold rounding identical to it.
     limit = 4000 if boxes.device.type == "cpu" else 100_000
-    if boxes.numel() > limit:
+    # The offset trick separates categories only for boxes with non-negative coordinates (torchvision's
+    # contract); boxes left of or above the image take the per-category path, which needs no offsets.
+    if boxes.numel() > limit or bool(boxes.min() < 0):
         return _batched_nms_per_category(boxes, scores, idxs, iou_threshold)
     max_coordinate = boxes.max()
     offsets = idxs.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))

@@ -84,7 +84,8 @@ def _axis_samples(start: Tensor, bin_size: Tensor, pooled: int, grid: int, size:
     ) / grid
     pos = pos.reshape(start.shape[0], pooled * grid)
     inside = (pos >= -1.0) & (pos <= size)
-    pos = pos.clamp(min=0)
+    # Samples beyond the map have weight 0; clamping them to it keeps the int64 cast below from overflowing.
+    pos = pos.clamp(min=0, max=size)
     low = pos.floor().to(torch.int64)
     at_edge = low >= size - 1
     low = torch.where(at_edge, torch.full_like(low, size - 1), low)

@@ -13,16 +13,26 @@ from torch import Tensor
 from maskrt.ops.roi_align import BoxesLike, _check_input, _pair, convert_boxes_to_rois
 
 _BLOCK_ELEMENTS = 1 << 23
+# Corners are clamped to +-_FAR cells before the int64 cast (which would overflow for huge boxes). It is far
+# beyond any map, so bin edges of every box that fits are untouched (a tighter, map-relative clamp changed
+# the bin size of boxes with one corner a few maps away and so which bins reach the map).
+_FAR = float(1 << 40)
 
 
 def _round_half_away(x: Tensor) -> Tensor:
     return torch.sign(x) * torch.floor(x.abs() + 0.5)
 
 
-def _bin_edges(start: Tensor, length: Tensor, pooled: int, size: int) -> tuple[Tensor, Tensor]:
-    """(K, pooled) first and one-past-last cell of each bin along one axis, clipped to [0, size]."""
-    bin_size = length.to(torch.float32) / pooled
-    p = torch.arange(pooled, dtype=torch.float32, device=start.device)
+def _bin_edges(
+    start: Tensor, length: Tensor, pooled: int, size: int, dtype: torch.dtype = torch.float32
+) -> tuple[Tensor, Tensor]:
+    """(K, pooled) first and one-past-last cell of each bin along one axis, clipped to [0, size].
+
+    The bin size is computed in ``dtype`` (the kernel's scalar type): float32 and float64 round some
+    ``floor/ceil(p * length / pooled)`` differently, e.g. ``ceil(7 * (29 / 7))`` is 29 in float32, 30 in float64.
+    """
+    bin_size = length.to(dtype) / pooled
+    p = torch.arange(pooled, dtype=dtype, device=start.device)
     lo = torch.floor(p[None, :] * bin_size[:, None]).to(torch.int64)
     hi = torch.ceil((p[None, :] + 1) * bin_size[:, None]).to(torch.int64)
     lo = (lo + start[:, None]).clamp(0, size)
@@ -50,7 +60,8 @@ def roi_pool(input: Tensor, boxes: BoxesLike, output_size, spatial_scale: float 
     out = input.new_zeros((k, channels, ph, pw))
     if k == 0 or channels == 0 or height == 0 or width == 0:
         return out
-    r = rois.to(torch.float32)
+    compute = torch.float64 if input.dtype == torch.float64 else torch.float32
+    r = rois.to(compute)
     valid = (r[:, 0] >= 0) & (r[:, 0] < n) & torch.isfinite(r).all(dim=1)
     idx_valid = torch.where(valid)[0]
     if idx_valid.numel() == 0:
@@ -58,13 +69,12 @@ def roi_pool(input: Tensor, boxes: BoxesLike, output_size, spatial_scale: float 
     r = r[idx_valid]
     batch = r[:, 0].to(torch.int64)
     corners = _round_half_away(r[:, 1:] * spatial_scale)
-    # Far-away boxes would overflow int64 casts; clamping them beyond the map keeps their bins empty.
-    corners = corners.clamp(-4.0 * (height + width) - 8, 4.0 * (height + width) + 8).to(torch.int64)
+    corners = corners.clamp(-_FAR, _FAR).to(torch.int64)
     x1, y1, x2, y2 = corners.unbind(1)
     roi_w = (x2 - x1 + 1).clamp(min=1)
     roi_h = (y2 - y1 + 1).clamp(min=1)
-    hs, he = _bin_edges(y1, roi_h, ph, height)  # (k, ph)
-    ws, we = _bin_edges(x1, roi_w, pw, width)  # (k, pw)
+    hs, he = _bin_edges(y1, roi_h, ph, height, compute)  # (k, ph)
+    ws, we = _bin_edges(x1, roi_w, pw, width, compute)  # (k, pw)
     span_h = (he - hs).clamp(min=0)
     span_w = (we - ws).clamp(min=0)
     flat = input.permute(0, 2, 3, 1).reshape(n * height * width, channels)

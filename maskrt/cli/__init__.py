@@ -1,0 +1,1 @@
+"""The ``maskrt`` command line: thin click commands over the Python API."""
