@@ -48,7 +48,8 @@ class MaskRCNN(nn.Module):
 
         Args:
             x: (B, 3, H, W) normalised float batch, H and W multiples of ``size_divisible``.
-            image_sizes: B pairs (height, width) of the valid region of each image (python ints).
+            image_sizes: B pairs (height, width) of the valid region of each image (python ints), or a single
+                pair for all of them (which keeps the batch dimension free for export).
 
         Returns:
             The dict of :meth:`RoIHeads.forward`: fixed-size ``boxes`` (B, K, 4) in the pixels of ``x``,
@@ -118,13 +119,20 @@ class DeployMaskRCNN(nn.Module):
     ``num_detections`` (B,) int32, ``boxes`` (B, K, 4) float32 XYXY in input pixels, ``scores`` (B, K),
     ``labels`` (B, K) int32, ``masks`` (B, K, 28, 28) float32 probabilities; entries past ``num_detections``
     are zeros. On those valid entries it equals ``MaskRCNN.detect`` on the same padded input.
+
+    ``precision="fp16"`` runs a half-precision copy of the network; normalisation, RoI Align, box decoding,
+    level assignment, NMS scores and the sigmoid/softmax outputs stay in fp32 (the model inserts the casts),
+    which is also the layout strongly typed TensorRT networks need.
     """
 
     output_names = ("num_detections", "boxes", "scores", "labels", "masks")
 
-    def __init__(self, model: MaskRCNN):
+    def __init__(self, model: MaskRCNN, precision: str = "fp32"):
         super().__init__()
-        self.model = model
+        if precision not in ("fp32", "fp16"):
+            raise MaskrtError(f"precision must be fp32 or fp16, got {precision!r}")
+        self.precision = precision
+        self.model = half_copy(model) if precision == "fp16" else model
         self.register_buffer("mean", torch.tensor(model.image_mean, dtype=torch.float32).reshape(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(model.image_std, dtype=torch.float32).reshape(1, 3, 1, 1), persistent=False)
 
@@ -139,7 +147,9 @@ class DeployMaskRCNN(nn.Module):
         ph, pw = -h % d, -w % d
         if ph or pw:
             x = torch.nn.functional.pad(x, (0, pw, 0, ph))
-        out = self.model.detect(x, [(int(h), int(w))] * int(b))
+        if self.precision == "fp16":
+            x = x.half()
+        out = self.model.detect(x, [(int(h), int(w))])
         return (
             out["num_detections"].to(torch.int32),
             out["boxes"],
@@ -147,3 +157,18 @@ class DeployMaskRCNN(nn.Module):
             out["labels"].to(torch.int32),
             out["masks"],
         )
+
+
+def half_copy(model: MaskRCNN) -> MaskRCNN:
+    """A copy of ``model`` with fp16 weights, except FrozenBatchNorm2d statistics, which stay fp32 so that
+    their folded scale and shift are rounded once."""
+    import copy
+
+    from maskrt.model.backbone import FrozenBatchNorm2d
+
+    half = copy.deepcopy(model).half()
+    for (name, mod), (_, src) in zip(half.named_modules(), model.named_modules()):
+        if isinstance(mod, FrozenBatchNorm2d):
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                setattr(mod, key, getattr(src, key).detach().clone().float())
+    return half

@@ -51,10 +51,15 @@ class RoIHeads(nn.Module):
         self.positive_fraction = positive_fraction
 
     def pool(self, features: Sequence[Tensor], scales: Sequence[float], boxes: Tensor, size: int) -> Tensor:
-        """Multi-level RoI Align of (B, N, 4) boxes -> (B*N, C, size, size)."""
-        return torch.ops.maskrt.multilevel_roi_align(
-            list(features), _rois(boxes), list(scales), size, size, self.sampling_ratio, False, "avg", 224, 4
+        """Multi-level RoI Align of (B, N, 4) boxes -> (B*N, C, size, size), in the features' dtype.
+
+        Pooling itself runs in fp32: box coordinates need more precision than fp16 has at image scale.
+        """
+        pooled = torch.ops.maskrt.multilevel_roi_align(
+            [f.float() for f in features], _rois(boxes.float()), list(scales), size, size, self.sampling_ratio,
+            False, "avg", 224, 4,
         )
+        return pooled.to(features[0].dtype)
 
     def forward(self, features: Sequence[Tensor], scales: Sequence[float], proposals: Tensor, proposal_valid: Tensor,
                 image_sizes: Tensor) -> dict[str, Tensor]:
@@ -72,7 +77,7 @@ class RoIHeads(nn.Module):
         """
         b, r = proposals.shape[:2]
         x = self.box_head(self.pool(features, scales, proposals, self.box_output_size))
-        class_logits, box_regression = self.box_predictor(x)
+        class_logits, box_regression = (t.float() for t in self.box_predictor(x))
         num_classes = class_logits.shape[-1]
         boxes = self.box_coder.decode(box_regression, proposals.reshape(b * r, 4)).reshape(b, r, num_classes, 4)
         boxes = clip_to_sizes(boxes, image_sizes)
@@ -84,7 +89,7 @@ class RoIHeads(nn.Module):
         labels = labels[:, :, 1:].reshape(b, -1)
         valid = proposal_valid[:, :, None].expand(b, r, num_classes - 1).reshape(b, -1)
         valid = valid & (scores > self.score_thresh) & side_at_least(boxes, 1e-2)
-        keep = torch.ops.maskrt.batched_nms_mask(boxes, scores, labels, valid, self.nms_thresh)
+        keep = torch.ops.maskrt.batched_nms_mask(boxes, scores, labels, valid, self.nms_thresh, num_classes)
         ranked = torch.where(keep, scores, torch.full_like(scores, -1.0))
         k = min(self.detections_per_img, ranked.shape[1])
         top, order = ranked.topk(k, dim=1)
@@ -95,7 +100,7 @@ class RoIHeads(nn.Module):
         det_scores = torch.where(det_valid, top, torch.zeros_like(top))
         det_labels = torch.where(det_valid, det_labels, torch.zeros_like(det_labels))
 
-        m = self.mask_predictor(self.mask_head(self.pool(features, scales, det_boxes, self.mask_output_size)))
+        m = self.mask_predictor(self.mask_head(self.pool(features, scales, det_boxes, self.mask_output_size))).float()
         index = det_labels.reshape(-1)[:, None, None, None].expand(-1, 1, m.shape[-2], m.shape[-1])
         masks = torch.gather(m, 1, index).sigmoid().reshape(b, k, m.shape[-2], m.shape[-1])
         masks = torch.where(det_valid[..., None, None], masks, torch.zeros_like(masks))

@@ -20,8 +20,8 @@ from maskrt.ops import library as _library  # noqa: F401  (registers torch.ops.m
 
 
 def clip_to_sizes(boxes: Tensor, sizes: Tensor) -> Tensor:
-    """Clip (B, ..., 4) XYXY boxes to per-image ``sizes`` (B, 2) = (height, width)."""
-    shape = (boxes.shape[0],) + (1,) * (boxes.dim() - 2)
+    """Clip (B, ..., 4) XYXY boxes to per-image ``sizes`` (B, 2) = (height, width); (1, 2) serves every image."""
+    shape = (-1,) + (1,) * (boxes.dim() - 2)
     h = sizes[:, 0].to(boxes.dtype).reshape(shape)
     w = sizes[:, 1].to(boxes.dtype).reshape(shape)
     zero = torch.zeros((), dtype=boxes.dtype, device=boxes.device)
@@ -63,14 +63,18 @@ class RegionProposalNetwork(nn.Module):
         Args:
             features: FPN maps, finest first, each (B, C, Hi, Wi).
             padded_size: (H, W) of the padded batch, which sets the anchor strides.
-            image_sizes: (B, 2) int64 (height, width) of each image before padding; proposals are clipped to it.
+            image_sizes: (B, 2) or (1, 2) int64 (height, width) of each image before padding (one row serves the
+                whole batch); proposals are clipped to it.
 
         Returns:
             proposals (B, R, 4) XYXY sorted by decreasing objectness, and valid (B, R) bool. R is
             ``min(post_nms_top_n, candidates)``; entries past the valid ones are padding.
         """
         logits, deltas = self.head(list(features))
-        anchors = self.anchor_generator(padded_size, [f.shape[-2:] for f in features], features[0].dtype, features[0].device)
+        # Selection and box decoding (exp) run in fp32 whatever the network's precision.
+        logits = [t.float() for t in logits]
+        deltas = [t.float() for t in deltas]
+        anchors = self.anchor_generator(padded_size, [f.shape[-2:] for f in features], torch.float32, features[0].device)
         batch = features[0].shape[0]
         scores, boxes, levels = [], [], []
         for level, (obj, dl, anc) in enumerate(zip(logits, deltas, anchors)):
@@ -87,7 +91,7 @@ class RegionProposalNetwork(nn.Module):
         boxes = clip_to_sizes(torch.cat(boxes, dim=1), image_sizes)
         levels = torch.cat(levels, dim=1)
         valid = side_at_least(boxes, self.min_size) & (scores >= self.score_thresh)
-        keep = torch.ops.maskrt.batched_nms_mask(boxes, scores, levels, valid, self.nms_thresh)
+        keep = torch.ops.maskrt.batched_nms_mask(boxes, scores, levels, valid, self.nms_thresh, len(logits))
         ranked = torch.where(keep, scores, torch.full_like(scores, -1.0))
         r = min(self.post_nms_top_n_test, ranked.shape[1])
         top, order = ranked.topk(r, dim=1)

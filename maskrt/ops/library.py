@@ -17,7 +17,9 @@ from maskrt.ops.poolers import multilevel_roi_align
 
 
 @torch.library.custom_op("maskrt::batched_nms_mask", mutates_args=())
-def batched_nms_mask(boxes: Tensor, scores: Tensor, idxs: Tensor, valid: Tensor, iou_threshold: float) -> Tensor:
+def batched_nms_mask(
+    boxes: Tensor, scores: Tensor, idxs: Tensor, valid: Tensor, iou_threshold: float, num_categories: int
+) -> Tensor:
     """Per-image, per-category NMS as a keep mask.
 
     Args:
@@ -26,6 +28,7 @@ def batched_nms_mask(boxes: Tensor, scores: Tensor, idxs: Tensor, valid: Tensor,
         idxs: (B, N) int64 category of each box; boxes of different categories never suppress each other.
         valid: (B, N) bool; only valid boxes take part.
         iou_threshold: suppress when IoU > threshold.
+        num_categories: idxs lie in [0, num_categories); a static bound that export rules use.
 
     Returns:
         (B, N) bool, True for boxes kept by NMS (never for invalid ones).
@@ -39,7 +42,7 @@ def batched_nms_mask(boxes: Tensor, scores: Tensor, idxs: Tensor, valid: Tensor,
 
 
 @batched_nms_mask.register_fake
-def _(boxes, scores, idxs, valid, iou_threshold):
+def _(boxes, scores, idxs, valid, iou_threshold, num_categories):
     return torch.empty(scores.shape, dtype=torch.bool, device=scores.device)
 
 

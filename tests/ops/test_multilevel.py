@@ -1,7 +1,9 @@
 """FPN level assignment and multi-level RoI Align held to tests/ops/reference.py.
 
-Tolerances: float32 vs the float64 reference ``atol=1e-5, rtol=1e-5``; float64 ``atol=1e-12``. Level
-indices are compared exactly.
+Tolerances: float32 vs the float64 reference ``atol=2e-4, rtol=1e-5``: RoIs here are image-sized (corners up
+to ~700 px), where float32 spacing is ~6e-5 px, and sample positions carry that rounding into values through
+map slopes of a few units (largest error seen over 300 random seeds: 6.7e-5). A RoI pooled on the wrong level
+is off by O(1). float64 ``atol=1e-12``. Level indices are compared exactly.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from maskrt.ops import MultiLevelRoIAlign, infer_scale, level_of_box, multilevel
 from .helpers import random_map, to64
 from .reference import infer_scale_ref, level_ref, multilevel_roi_align_ref
 
-F32 = dict(atol=1e-5, rtol=1e-5)
+F32 = dict(atol=2e-4, rtol=1e-5)
 F64 = dict(atol=1e-12, rtol=0)
 SCALES = [1 / 4, 1 / 8, 1 / 16, 1 / 32]  # k_min = 2, k_max = 5
 
