@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from maskrt.model.box_coder import BoxCoder
 from maskrt.model.rpn import clip_to_sizes, side_at_least
 from maskrt.ops import library as _library  # noqa: F401  (registers torch.ops.maskrt.*)
+from maskrt.ops.select import topk_stable
 
 
 def _rois(boxes: Tensor) -> Tensor:
@@ -92,7 +93,7 @@ class RoIHeads(nn.Module):
         keep = torch.ops.maskrt.batched_nms_mask(boxes, scores, labels, valid, self.nms_thresh, num_classes)
         ranked = torch.where(keep, scores, torch.full_like(scores, -1.0))
         k = min(self.detections_per_img, ranked.shape[1])
-        top, order = ranked.topk(k, dim=1)
+        top, order = topk_stable(ranked, k, dim=1)
         det_valid = top >= 0
         det_boxes = torch.gather(boxes, 1, order[..., None].expand(-1, -1, 4))
         det_labels = torch.gather(labels, 1, order)

@@ -17,6 +17,7 @@ from maskrt.model.anchors import AnchorGenerator
 from maskrt.model.box_coder import BoxCoder
 from maskrt.model.heads import RPNHead
 from maskrt.ops import library as _library  # noqa: F401  (registers torch.ops.maskrt.*)
+from maskrt.ops.select import topk_stable
 
 
 def clip_to_sizes(boxes: Tensor, sizes: Tensor) -> Tensor:
@@ -82,7 +83,7 @@ class RegionProposalNetwork(nn.Module):
             obj = obj.permute(0, 2, 3, 1).reshape(batch, -1)
             dl = dl.reshape(batch, -1, 4, dl.shape[-2], dl.shape[-1]).permute(0, 3, 4, 1, 2).reshape(batch, -1, 4)
             k = min(self.pre_nms_top_n_test, obj.shape[1])
-            top, idx = obj.topk(k, dim=1)
+            top, idx = topk_stable(obj, k, dim=1)
             sel = torch.gather(dl, 1, idx[..., None].expand(-1, -1, 4))
             boxes.append(self.box_coder.decode(sel, anc[idx])[..., 0, :])
             scores.append(top)
@@ -94,6 +95,6 @@ class RegionProposalNetwork(nn.Module):
         keep = torch.ops.maskrt.batched_nms_mask(boxes, scores, levels, valid, self.nms_thresh, len(logits))
         ranked = torch.where(keep, scores, torch.full_like(scores, -1.0))
         r = min(self.post_nms_top_n_test, ranked.shape[1])
-        top, order = ranked.topk(r, dim=1)
+        top, order = topk_stable(ranked, r, dim=1)
         proposals = torch.gather(boxes, 1, order[..., None].expand(-1, -1, 4))
         return proposals, top >= 0

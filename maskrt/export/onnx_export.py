@@ -1,0 +1,263 @@
+"""Export the deploy forward to ONNX: portable ops (RoiAlign, NonMaxSuppression), fp32 or fp16.
+
+The graph takes ``images`` uint8 (B, 3, H, W) at the export size and returns the deploy contract's
+``num_detections``, ``boxes``, ``scores``, ``labels`` and ``masks``. Its ``metadata_props`` carry what a runtime
+needs to use the file alone (see :data:`METADATA_KEYS`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+from maskrt import __version__
+from maskrt.errors import MaskrtError
+
+MIN_OPSET = 16
+MAX_OPSET = 22
+DEFAULT_OPSET = 17
+DEFAULT_INPUT_SIZE = (800, 1344)
+# Highest opset the TorchScript-based exporter writes itself; newer ones are reached with ONNX's converter.
+_EXPORTER_MAX_OPSET = 20
+_TWO_GB = 2**31
+
+#: Keys written into metadata_props (all values are strings; JSON for lists and objects).
+METADATA_KEYS = (
+    "maskrt_version", "preset", "num_classes", "class_names", "input_size", "batch", "dynamic_batch",
+    "resize_rule", "min_size", "max_size", "size_divisible", "image_mean", "image_std", "score_threshold",
+    "nms_threshold", "max_detections", "mask_size", "precision", "opset", "target",
+)
+
+
+@dataclass
+class ExportResult:
+    """What :func:`to_onnx` wrote."""
+
+    path: str
+    size_bytes: int
+    opset: int
+    precision: str
+    input_size: tuple[int, int]
+    batch: int
+    dynamic_batch: bool
+    seconds: float
+    op_types: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def parse_size(text: str | Sequence[int], what: str = "--input-size") -> tuple[int, int]:
+    """'800x1344' or (800, 1344) -> (800, 1344); MaskrtError otherwise."""
+    if isinstance(text, str):
+        try:
+            h, w = (int(v) for v in text.lower().replace(",", "x").split("x"))
+        except ValueError:
+            raise MaskrtError(f"{what} must look like HxW (e.g. 800x1344), got {text!r}") from None
+    else:
+        h, w = (int(v) for v in text)
+    if h < 32 or w < 32:
+        raise MaskrtError(f"{what} must be at least 32x32, got {h}x{w}")
+    return h, w
+
+
+def ir_version_for(opset: int) -> int:
+    """The lowest ONNX IR version that carries ``opset`` (onnxruntime refuses IR versions newer than it knows)."""
+    import onnx.helper
+
+    candidates = [row[1] for row in onnx.helper.VERSION_TABLE if row[2] is not None and row[2] >= opset]
+    return min(candidates) if candidates else onnx.IR_VERSION
+
+
+def _check_options(opset: int, precision: str, batch: int) -> None:
+    if not isinstance(opset, int) or opset < MIN_OPSET:
+        raise MaskrtError(
+            f"opset {opset} is too old: RoiAlign's coordinate_transformation_mode (needed to express torchvision's "
+            f"aligned=False exactly) exists from opset {MIN_OPSET}; use --opset {MIN_OPSET} to {MAX_OPSET}"
+        )
+    if opset > MAX_OPSET:
+        raise MaskrtError(f"opset {opset} is not supported; use {MIN_OPSET} to {MAX_OPSET}")
+    if precision not in ("fp32", "fp16"):
+        raise MaskrtError(f"precision must be fp32 or fp16, got {precision!r}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise MaskrtError(f"batch must be a positive integer, got {batch!r}")
+
+
+def build_metadata(model, *, input_size, batch, dynamic_batch, precision, opset, class_names=None,
+                   target="portable") -> dict[str, str]:
+    names = list(class_names) if class_names is not None else default_class_names(model.num_classes)
+    if len(names) != model.num_classes:
+        raise MaskrtError(
+            f"got {len(names)} class names for a model with {model.num_classes} classes (including background); "
+            "list one name per class, background first"
+        )
+    return {
+        "maskrt_version": __version__,
+        "preset": model.preset,
+        "num_classes": str(model.num_classes),
+        "class_names": json.dumps(names),
+        "input_size": json.dumps(list(input_size)),
+        "batch": "dynamic" if dynamic_batch else str(batch),
+        "dynamic_batch": json.dumps(bool(dynamic_batch)),
+        "resize_rule": "torchvision-min-max-fit",
+        "min_size": str(model.min_size[-1]),
+        "max_size": str(model.max_size),
+        "size_divisible": str(model.size_divisible),
+        "image_mean": json.dumps(list(model.image_mean)),
+        "image_std": json.dumps(list(model.image_std)),
+        "score_threshold": repr(float(model.roi_heads.score_thresh)),
+        "nms_threshold": repr(float(model.roi_heads.nms_thresh)),
+        "max_detections": str(model.roi_heads.detections_per_img),
+        "mask_size": str(2 * model.roi_heads.mask_output_size),
+        "precision": precision,
+        "opset": str(opset),
+        "target": target,
+    }
+
+
+def default_class_names(num_classes: int) -> list[str]:
+    """COCO's names for a 91-class model, else ``class_N``; index 0 is the background."""
+    if num_classes == 91:
+        from maskrt.data.coco_names import COCO_91
+
+        return list(COCO_91)
+    return ["__background__"] + [f"class_{i}" for i in range(1, num_classes)]
+
+
+@contextlib.contextmanager
+def _detection_settings(model, max_detections: Optional[int], score_threshold: Optional[float]):
+    heads = model.roi_heads
+    saved = (heads.detections_per_img, heads.score_thresh)
+    try:
+        if max_detections is not None:
+            if max_detections < 1:
+                raise MaskrtError(f"--max-detections must be >= 1, got {max_detections}")
+            heads.detections_per_img = int(max_detections)
+        if score_threshold is not None:
+            if not 0.0 <= score_threshold < 1.0:
+                raise MaskrtError(f"--score-threshold must be in [0, 1), got {score_threshold}")
+            heads.score_thresh = float(score_threshold)
+        yield
+    finally:
+        heads.detections_per_img, heads.score_thresh = saved
+
+
+def export_model_proto(model, *, input_size=DEFAULT_INPUT_SIZE, batch: int = 1, dynamic_batch: bool = False,
+                       opset: int = DEFAULT_OPSET, precision: str = "fp32", max_detections: Optional[int] = None,
+                       score_threshold: Optional[float] = None, class_names=None):
+    """Trace ``model``'s deploy forward and return the finished ``onnx.ModelProto`` (not yet written)."""
+    import onnx
+    import torch
+
+    from maskrt.data.images import synthetic_image
+    from maskrt.export import symbolic
+    from maskrt.export.fp16 import convert_to_fp16
+    from maskrt.model import DeployMaskRCNN
+
+    _check_options(opset, precision, batch)
+    h, w = parse_size(input_size)
+    with _detection_settings(model, max_detections, score_threshold):
+        meta = build_metadata(model, input_size=(h, w), batch=batch, dynamic_batch=dynamic_batch, precision=precision,
+                              opset=opset, class_names=class_names)
+        deploy = DeployMaskRCNN(model).eval()
+        example = torch.stack([synthetic_image(h, w, seed=i) for i in range(batch)])
+        trace_opset = min(opset, _EXPORTER_MAX_OPSET)
+        symbolic.register(trace_opset)
+        names = list(DeployMaskRCNN.output_names)
+        dynamic_axes = None
+        if dynamic_batch:
+            dynamic_axes = {"images": {0: "batch"}, **{n: {0: "batch"} for n in names}}
+        buffer = io.BytesIO()
+        was_training = model.training
+        model.eval()
+        try:
+            with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    deploy, (example,), buffer, dynamo=False, opset_version=trace_opset, input_names=["images"],
+                    output_names=names, dynamic_axes=dynamic_axes, do_constant_folding=True,
+                )
+        finally:
+            model.train(was_training)
+    proto = onnx.load_from_string(buffer.getvalue())
+    if opset > trace_opset:
+        from onnx import version_converter
+
+        proto = version_converter.convert_version(proto, opset)
+    if precision == "fp16":
+        proto = convert_to_fp16(proto)
+    proto.ir_version = ir_version_for(opset)
+    proto.producer_name = "maskrt"
+    proto.producer_version = __version__
+    del proto.metadata_props[:]
+    for k, v in meta.items():
+        proto.metadata_props.add(key=k, value=v)
+    proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+    return proto
+
+
+def write_onnx_atomic(proto, path: str | os.PathLike) -> int:
+    """Check ``proto`` and write it to ``path`` via a temporary file in the same folder; returns the file size.
+
+    Models over 2 GB are written with their weights in ``<name>.data`` next to the file.
+    """
+    import onnx
+
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    if not os.path.isdir(folder):
+        raise MaskrtError(f"output folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK):
+        raise MaskrtError(f"output folder is not writable: {folder}")
+    large = proto.ByteSize() >= _TWO_GB
+    if not large:
+        onnx.checker.check_model(proto, full_check=True)
+    fd, tmp = tempfile.mkstemp(prefix=".maskrt-", suffix=".onnx.tmp", dir=folder)
+    os.close(fd)
+    try:
+        if large:
+            data_name = os.path.basename(path) + ".data"
+            onnx.save_model(proto, tmp, save_as_external_data=True, all_tensors_to_one_file=True, location=data_name)
+            onnx.checker.check_model(tmp, full_check=True)
+        else:
+            with open(tmp, "wb") as f:
+                f.write(proto.SerializeToString())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return os.path.getsize(path)
+
+
+def to_onnx(model, path: str | os.PathLike, *, input_size=DEFAULT_INPUT_SIZE, batch: int = 1, dynamic_batch: bool = False,
+            opset: int = DEFAULT_OPSET, precision: str = "fp32", max_detections: Optional[int] = None,
+            score_threshold: Optional[float] = None, class_names=None) -> ExportResult:
+    """Export ``model`` (a :class:`maskrt.model.MaskRCNN`) to a portable ONNX file.
+
+    Args:
+        model: the eager model; its deploy forward is exported.
+        path: output .onnx path, written atomically.
+        input_size: (H, W) or "HxW" of the uint8 input; default 800x1344.
+        batch: fixed batch size (the traced one when ``dynamic_batch``).
+        dynamic_batch: make the batch dimension symbolic ("batch").
+        opset: 16 to 22.
+        precision: "fp32", or "fp16" (network in fp16, sensitive parts in fp32 through explicit casts).
+        max_detections, score_threshold: override the model's ``box_detections_per_img`` / ``box_score_thresh``.
+        class_names: names for every class, background first (defaults to COCO's for 91 classes).
+    """
+    start = time.perf_counter()
+    proto = export_model_proto(model, input_size=input_size, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
+                               precision=precision, max_detections=max_detections, score_threshold=score_threshold,
+                               class_names=class_names)
+    size = write_onnx_atomic(proto, path)
+    return ExportResult(
+        path=os.fspath(path), size_bytes=size, opset=opset, precision=precision, input_size=parse_size(input_size),
+        batch=batch, dynamic_batch=dynamic_batch, seconds=time.perf_counter() - start,
+        op_types=sorted({n.op_type for n in proto.graph.node}), metadata={p.key: p.value for p in proto.metadata_props},
+    )
