@@ -57,17 +57,11 @@ def detect_cmd(arch, weights, random_weights, num_classes, image_path, size, see
     import torch
 
     from maskrt.data.images import read_image, synthetic_image
-    from maskrt.model import build, load_checkpoint
 
-    if bool(weights) == bool(random_weights):
-        raise MaskrtError("pass exactly one of --weights FILE or --random-weights")
     if top < 0:
         raise MaskrtError(f"--top must be >= 0, got {top}")
-    torch.manual_seed(seed)
-    model = build(arch, num_classes=num_classes, min_size=min_size, max_size=max_size, box_score_thresh=score_threshold)
-    if weights:
-        load_checkpoint(weights, model)
-    model.eval()
+    model = _load_model(arch, weights, random_weights, num_classes, seed, min_size=min_size, max_size=max_size,
+                        box_score_thresh=score_threshold)
     if image_path:
         image = read_image(image_path)
         source = image_path
@@ -90,6 +84,201 @@ def detect_cmd(arch, weights, random_weights, num_classes, image_path, size, see
             f"{i:>3} {int(result['labels'][i]):>5} {float(result['scores'][i]):>7.4f}  "
             f"{x1:>7.1f} {y1:>7.1f} {x2:>7.1f} {y2:>7.1f}  {area:>7d}"
         )
+
+
+def _load_model(arch, weights, random_weights, num_classes, seed=0, **kwargs):
+    """Build ``arch`` and load ``weights``; exactly one of weights / random_weights must be given."""
+    import torch
+
+    from maskrt.model import build, load_checkpoint
+
+    if bool(weights) == bool(random_weights):
+        raise MaskrtError("pass exactly one of --weights FILE or --random-weights")
+    torch.manual_seed(seed)
+    model = build(arch, num_classes=num_classes, **kwargs)
+    if weights:
+        load_checkpoint(weights, model)
+    return model.eval()
+
+
+def _read_class_names(path, num_classes):
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            names = [line.strip() for line in f if line.strip()]
+    except OSError as e:
+        raise MaskrtError(f"cannot read class names from {path}: {e.strerror}") from None
+    if len(names) == num_classes - 1:
+        names = ["__background__"] + names
+    if len(names) != num_classes:
+        raise MaskrtError(
+            f"{path} lists {len(names)} class names; the model has {num_classes} classes including background "
+            f"(give {num_classes - 1} names, or {num_classes} with the background first)"
+        )
+    return names
+
+
+def _human_size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return f"{n} B"
+
+
+@cli.command("export")
+@click.option("--arch", required=True, help="Model preset (see `maskrt models`).")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint (.pth state_dict or .safetensors).")
+@click.option("--random-weights", is_flag=True, help="Export randomly initialised weights (for testing only).")
+@click.option("--num-classes", type=int, default=91, show_default=True, help="Classes including background.")
+@click.option("--input-size", default="800x1344", show_default=True, help="HxW of the uint8 input.")
+@click.option("--min-size", type=int, help="Resize short side to this (default: 800 for 800x1344, else min(H, W)).")
+@click.option("--max-size", type=int, help="Cap on the long side (default: 1333 for 800x1344, else max(H, W)).")
+@click.option("--batch", type=int, default=1, show_default=True, help="Fixed batch size.")
+@click.option("--dynamic-batch", is_flag=True, help="Make the batch dimension symbolic.")
+@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset, 16 to 22.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
+@click.option("--max-detections", type=int, help="Detections per image (default: the model's, 100).")
+@click.option("--score-threshold", type=float, help="Minimum detection score (default: the model's, 0.05).")
+@click.option("--class-names", type=click.Path(dir_okay=False), help="Text file, one class name per line.")
+@click.option("--verify", is_flag=True, help="Compare ONNX Runtime with PyTorch on test images; fail beyond tolerance.")
+@click.option("--verify-images", multiple=True, type=click.Path(dir_okay=False), help="Extra images for --verify.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx file.")
+def export_cmd(arch, weights, random_weights, num_classes, input_size, min_size, max_size, batch, dynamic_batch, opset,
+               precision, max_detections, score_threshold, class_names, verify, verify_images, output):
+    """Export a Mask R-CNN to ONNX (RoiAlign, NonMaxSuppression; fp32 or fp16)."""
+    import os
+
+    from maskrt.export.onnx_export import DEFAULT_INPUT_SIZE, parse_size, to_onnx
+
+    h, w = parse_size(input_size)
+    if (h, w) == DEFAULT_INPUT_SIZE:
+        kw = {"min_size": min_size or 800, "max_size": max_size or 1333}
+    else:
+        kw = {"min_size": min_size or min(h, w), "max_size": max_size or max(h, w)}
+    names = _read_class_names(class_names, num_classes)
+    model = _load_model(arch, weights, random_weights, num_classes, **kw)
+    click.echo(f"exporting {arch} at {h}x{w}, batch {'dynamic' if dynamic_batch else batch}, opset {opset}, {precision} ...")
+    result = to_onnx(model, output, input_size=(h, w), batch=batch, dynamic_batch=dynamic_batch, opset=opset,
+                     precision=precision, max_detections=max_detections, score_threshold=score_threshold,
+                     class_names=names)
+    click.echo(f"wrote {os.path.abspath(result.path)} ({_human_size(result.size_bytes)}) in {result.seconds:.1f} s")
+    failed = False
+    if verify:
+        from maskrt.data.images import read_image, synthetic_image
+        from maskrt.export.onnx_export import _detection_settings
+        from maskrt.export.verify import verify_onnx
+
+        images = [synthetic_image(h, w, 101), synthetic_image(int(h * 0.75), int(w * 0.6), 102),
+                  synthetic_image(w // 2, h // 2, 103)]
+        sources = ["generated HxW", "generated smaller", "generated portrait"]
+        for p in verify_images:
+            images.append(read_image(p))
+            sources.append(os.path.basename(p))
+        with _detection_settings(model, max_detections, score_threshold):
+            report = verify_onnx(model, result.path, images, sources=sources)
+        click.echo(report.table())
+        failed = not report.ok
+    click.echo("next:")
+    click.echo(f"  maskrt predict {result.path} IMAGE.jpg --out predictions/")
+    if failed:
+        raise MaskrtError("verification failed: ONNX Runtime's outputs are beyond tolerance (see the table above)")
+
+
+@cli.command("predict")
+@click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
+@click.argument("images", nargs=-1, required=True)
+@click.option("--arch", help="Model preset, when MODEL is a checkpoint.")
+@click.option("--num-classes", type=int, default=91, show_default=True, help="Classes, when MODEL is a checkpoint.")
+@click.option("--input-size", default="800x1344", show_default=True, help="HxW, when MODEL is a checkpoint.")
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--score-threshold", type=float, default=0.5, show_default=True, help="Keep detections at or above this.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="predictions", show_default=True)
+def predict_cmd(model_path, images, arch, num_classes, input_size, backend, device, score_threshold, out_dir):
+    """Detect objects in IMAGES with MODEL (.onnx export, or a checkpoint with --arch).
+
+    Writes one PNG per image with masks, boxes, labels and scores drawn, and predictions.json (COCO results,
+    RLE masks) into --out.
+    """
+    import json
+    import os
+
+    from rich.progress import Progress
+
+    from maskrt.data.coco import detections_to_coco
+    from maskrt.data.draw import draw_detections
+    from maskrt.runtime import OrtRunner, Predictor, TorchRunner
+    from maskrt.runtime.predictor import to_uint8_chw
+
+    is_onnx = model_path.lower().endswith(".onnx")
+    if backend == "auto":
+        backend = "onnxruntime" if is_onnx else "torch"
+    if is_onnx and backend == "torch":
+        raise MaskrtError("--backend torch needs a checkpoint with --arch, not an .onnx file")
+    if not is_onnx and backend == "onnxruntime":
+        raise MaskrtError("--backend onnxruntime needs an .onnx file; export the checkpoint with `maskrt export`")
+    if not 0.0 <= score_threshold <= 1.0:
+        raise MaskrtError(f"--score-threshold must be in [0, 1], got {score_threshold}")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        probe = os.path.join(out_dir, ".maskrt-write-test")
+        with open(probe, "w"):
+            pass
+        os.unlink(probe)
+    except OSError as e:
+        raise MaskrtError(f"cannot write to output folder {out_dir}: {e.strerror}") from None
+    if is_onnx:
+        if device == "cuda":
+            runner = OrtRunner(model_path, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+        else:
+            runner = OrtRunner(model_path, providers=["CPUExecutionProvider"])
+    else:
+        if not arch:
+            raise MaskrtError("MODEL is a checkpoint: pass --arch (see `maskrt models`), or export it to .onnx first")
+        from maskrt.export.onnx_export import parse_size
+
+        h, w = parse_size(input_size)
+        kw = {"min_size": 800, "max_size": 1333} if (h, w) == (800, 1344) else {"min_size": min(h, w), "max_size": max(h, w)}
+        model = _load_model(arch, model_path, False, num_classes, **kw)
+        runner = TorchRunner(model, (h, w), 1, device=device)
+    results, failures = [], 0
+    with Predictor(runner, score_threshold=score_threshold) as predictor, Progress(
+        transient=True, disable=len(images) < 2
+    ) as progress:
+        task = progress.add_task("predicting", total=len(images))
+        for image_id, path in enumerate(images):
+            try:
+                tensor, _ = to_uint8_chw(path)
+            except MaskrtError as e:
+                click.echo(f"skipped: {e}", err=True)
+                failures += 1
+                progress.advance(task)
+                continue
+            det = predictor.predict([tensor])[0]
+            name = os.path.splitext(os.path.basename(path))[0]
+            png = os.path.join(out_dir, f"{name}.png")
+            _atomic_save_png(draw_detections(tensor, det), png)
+            results.extend(detections_to_coco(det, image_id, os.path.basename(path)))
+            progress.console.print(f"{path}: {len(det)} detections -> {png}")
+            progress.advance(task)
+    json_path = os.path.join(out_dir, "predictions.json")
+    tmp = json_path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(results, f)
+    os.replace(tmp, json_path)
+    click.echo(f"wrote {len(images) - failures} image(s) and {json_path} ({len(results)} detections)")
+    if failures:
+        raise MaskrtError(f"{failures} of {len(images)} image(s) could not be read (listed above)")
+
+
+def _atomic_save_png(pil_image, path):
+    import os
+
+    tmp = path + ".tmp"
+    pil_image.save(tmp, format="PNG")
+    os.replace(tmp, path)
 
 
 def _parse_hw(text: str, option: str) -> tuple[int, int]:
