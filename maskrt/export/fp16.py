@@ -28,6 +28,28 @@ FP16_SCOPES = (
 _SHAPE_OPS = {"Shape", "Constant", "Size"}
 
 
+def inline_initializer_identities(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Drop ``Identity`` nodes that only rename an initializer (the exporter writes them for shared weights);
+    their consumers read the initializer directly. Graph outputs are left alone."""
+    graph = model.graph
+    inits = {t.name for t in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    rename = {}
+    keep = []
+    for node in graph.node:
+        if node.op_type == "Identity" and node.input[0] in inits and node.output[0] not in outputs:
+            rename[node.output[0]] = node.input[0]
+        else:
+            keep.append(node)
+    for node in keep:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    del graph.node[:]
+    graph.node.extend(keep)
+    return model
+
+
 def _in_region(node: onnx.NodeProto) -> bool:
     name = "/" + node.name.lstrip("/")
     return any(name.startswith(s) or f"/model{s}" == name[: len(s) + 6] for s in FP16_SCOPES) and node.op_type not in _SHAPE_OPS

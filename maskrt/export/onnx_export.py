@@ -156,7 +156,7 @@ def export_model_proto(model, *, input_size=DEFAULT_INPUT_SIZE, batch: int = 1, 
 
     from maskrt.data.images import synthetic_image
     from maskrt.export import symbolic
-    from maskrt.export.fp16 import convert_to_fp16
+    from maskrt.export.fp16 import convert_to_fp16, inline_initializer_identities
     from maskrt.model import DeployMaskRCNN
 
     _check_options(opset, precision, batch)
@@ -185,6 +185,7 @@ def export_model_proto(model, *, input_size=DEFAULT_INPUT_SIZE, batch: int = 1, 
         finally:
             model.train(was_training)
     proto = onnx.load_from_string(buffer.getvalue())
+    inline_initializer_identities(proto)
     if opset > trace_opset:
         from onnx import version_converter
 

@@ -3,8 +3,13 @@
 Pre-processing reproduces the model's own transform on uint8 data: the image is resized by
 ``scale = min(min_size / short_side, max_size / long_side)`` (bilinear, ``align_corners=False``, output size
 ``floor(side * scale)``), shrunk further if needed to fit the export canvas, rounded to uint8 and placed at the
-top-left of a zero canvas of the export size. Post-processing scales boxes back to the original image and
-pastes the 28x28 mask probabilities into it exactly as torchvision's ``paste_masks_in_image`` does.
+top-left of a zero canvas of the export size. Post-processing clips boxes to the image's region of the canvas,
+scales them back to the original image and pastes the 28x28 mask probabilities into it exactly as
+torchvision's ``paste_masks_in_image`` does.
+
+The graph itself sees only the canvas, so where an image fills part of it, proposals and NMS see boxes that
+may reach into the zero padding before the final clip; an image that fills the canvas gives exactly the eager
+model's detections.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from torch import Tensor
 
 from maskrt.errors import MaskrtError
 from maskrt.model.transform import paste_masks, resize_boxes
+from maskrt.ops.boxes import clip_boxes_to_image
 
 ImageLike = Union[str, os.PathLike, np.ndarray, Tensor]
 
@@ -113,6 +119,9 @@ def postprocess(outputs: dict, index: int, prep: Prepared, class_names: Sequence
     boxes = outputs["boxes"][index, :n].float().cpu()[keep]
     labels = outputs["labels"][index, :n].long().cpu()[keep]
     masks = outputs["masks"][index, :n].float().cpu()[keep]
+    # The graph clips boxes to the whole canvas; the image may fill only part of it (the rest is padding),
+    # so clip to the image's own region as the eager model does before scaling back.
+    boxes = clip_boxes_to_image(boxes, prep.resized)
     boxes = resize_boxes(boxes, prep.resized, prep.original)
     full = paste_masks(masks[:, None], boxes, prep.original)[:, 0]
     names = [class_names[i] if 0 <= i < len(class_names) else str(i) for i in labels.tolist()]

@@ -1,0 +1,80 @@
+"""maskrt export and maskrt predict from the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.cli.test_cli import run
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    path = folder / "m.onnx"
+    names = folder / "names.txt"
+    names.write_text("circle\nsquare\n")
+    r = run("export", "--arch", "maskrcnn_resnet18_fpn", "--random-weights", "--num-classes", "3", "--input-size", "96x128",
+            "--class-names", str(names), "--verify", "-o", str(path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return folder, path, r.stdout
+
+
+def test_export_reports_and_verifies(exported):
+    folder, path, out = exported
+    assert os.path.isfile(path)
+    assert f"wrote {path}" in out and "MB" in out
+    assert "result: PASS" in out and "maskrt predict" in out
+    assert [f for f in os.listdir(folder) if f.endswith(".tmp")] == []
+
+
+def test_predict_writes_pngs_and_coco_json(exported, tmp_path):
+    from PIL import Image
+
+    from maskrt.data.images import synthetic_image
+
+    folder, path, _ = exported
+    good = tmp_path / "good.png"
+    Image.fromarray(synthetic_image(90, 120, 1).permute(1, 2, 0).numpy()).convert("P").save(good)  # palette image
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    out = tmp_path / "out"
+    r = run("predict", str(path), str(good), str(bad), "--score-threshold", "0", "--out", str(out))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "skipped: cannot read image" in r.stderr and "1 of 2 image(s) could not be read" in r.stderr
+    assert os.path.isfile(out / "good.png")
+    results = json.loads((out / "predictions.json").read_text())
+    assert results and {"bbox", "score", "segmentation", "category_id", "category_name"} <= set(results[0])
+    assert results[0]["category_name"] in ("circle", "square")
+    from pycocotools import mask as mask_utils
+
+    m = mask_utils.decode(results[0]["segmentation"])
+    assert m.shape == (90, 120)
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["export", "--arch", "maskrcnn_resnet18_fpn", "--random-weights", "--opset", "11", "-o", "x.onnx"], "RoiAlign"),
+    (["export", "--arch", "maskrcnn_resnet18_fpn", "-o", "x.onnx"], "exactly one of --weights FILE or --random-weights"),
+    (["export", "--arch", "maskrcnn_resnet18_fpn", "--random-weights", "--input-size", "big", "-o", "x.onnx"], "HxW"),
+    (["export", "--arch", "maskrcnn_resnet18_fpn", "--random-weights", "-o", "/nonexistent/dir/x.onnx"], "does not exist"),
+])
+def test_export_bad_input(args, fragment, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "maskrt", *args], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert fragment in r.stderr
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_predict_bad_model_and_output(exported, tmp_path):
+    _, path, _ = exported
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    r = run("predict", str(tmp_path / "junk.onnx"), "x.png", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "not a readable ONNX" in r.stderr and "Traceback" not in r.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = run("predict", str(path), "x.png", "--out", str(blocker / "sub"))
+    assert r.returncode == 2 and "cannot write to output folder" in r.stderr and "Traceback" not in r.stderr
