@@ -15,6 +15,15 @@ from torch import Tensor, nn
 from maskrt.model.backbone import ConvNormAct, NormLayer
 
 
+def _init_convs(module: nn.Module) -> None:
+    """He-normal (fan_out) conv weights and zero biases, torchvision's init for the box and mask heads."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
 class RPNHead(nn.Module):
     """``conv_depth`` 3x3 convs with ReLU, then per-anchor objectness logits and box deltas."""
 
@@ -68,11 +77,7 @@ class ConvFCHead(nn.Sequential):
             blocks += [nn.Linear(prev, c), nn.ReLU(inplace=True)]
             prev = c
         super().__init__(*blocks)
-        for layer in self.modules():
-            if isinstance(layer, nn.Conv2d):
-                nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
-                if layer.bias is not None:
-                    nn.init.zeros_(layer.bias)
+        _init_convs(self)
 
 
 class BoxPredictor(nn.Module):
@@ -98,11 +103,7 @@ class MaskHead(nn.Sequential):
             blocks.append(ConvNormAct(prev, c, 3, padding=dilation, dilation=dilation, norm_layer=norm_layer))
             prev = c
         super().__init__(*blocks)
-        for layer in self.modules():
-            if isinstance(layer, nn.Conv2d):
-                nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
-                if layer.bias is not None:
-                    nn.init.zeros_(layer.bias)
+        _init_convs(self)
 
 
 class MaskPredictor(nn.Sequential):

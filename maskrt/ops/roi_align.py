@@ -69,6 +69,14 @@ def _check_input(input: Tensor, rois: Tensor, mode: str) -> None:
         raise MaskrtError(f"rois must be floating point, got {rois.dtype}")
 
 
+def _start(input: Tensor, boxes: BoxesLike, output_size, mode: str) -> tuple[Tensor, tuple[int, int], Tensor]:
+    """Validate the arguments of a pooling op; return (rois (K, 5), (PH, PW), zero output (K, C, PH, PW))."""
+    rois = convert_boxes_to_rois(boxes, input)
+    _check_input(input, rois, mode)
+    ph, pw = _pair(output_size)
+    return rois, (ph, pw), input.new_zeros((rois.shape[0], input.shape[1], ph, pw))
+
+
 def _axis_samples(start: Tensor, bin_size: Tensor, pooled: int, grid: int, size: int):
     """Sample positions and bilinear taps along one axis.
 
@@ -171,14 +179,11 @@ def roi_align(
     Returns:
         (K, C, PH, PW) tensor of ``input``'s dtype. RoIs whose batch index is outside [0, N) give zeros.
     """
-    rois = convert_boxes_to_rois(boxes, input)
-    _check_input(input, rois, mode)
-    ph, pw = _pair(output_size)
+    rois, (ph, pw), out = _start(input, boxes, output_size, mode)
+    if out.numel() == 0 or input.shape[-2] == 0 or input.shape[-1] == 0:
+        return out
     n, channels, height, width = input.shape
     k = rois.shape[0]
-    out = input.new_zeros((k, channels, ph, pw))
-    if k == 0 or channels == 0 or height == 0 or width == 0:
-        return out
     compute = torch.float64 if input.dtype == torch.float64 else torch.float32
     rois_c = rois.to(compute)
     batch = rois[:, 0].to(torch.int64)

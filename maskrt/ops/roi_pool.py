@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from maskrt.ops.roi_align import BoxesLike, _check_input, _pair, convert_boxes_to_rois
+from maskrt.ops.roi_align import BoxesLike, _pair, _start
 
 _BLOCK_ELEMENTS = 1 << 23
 # Corners are clamped to +-_FAR cells before the int64 cast (which would overflow for huge boxes). It is far
@@ -52,14 +52,11 @@ def roi_pool(input: Tensor, boxes: BoxesLike, output_size, spatial_scale: float 
     Returns:
         (K, C, PH, PW), ``input``'s dtype. RoIs with a batch index outside [0, N) or non-finite corners give zeros.
     """
-    rois = convert_boxes_to_rois(boxes, input)
-    _check_input(input, rois, "max")
-    ph, pw = _pair(output_size)
+    rois, (ph, pw), out = _start(input, boxes, output_size, "max")
+    if out.numel() == 0 or input.shape[-2] == 0 or input.shape[-1] == 0:
+        return out
     n, channels, height, width = input.shape
     k = rois.shape[0]
-    out = input.new_zeros((k, channels, ph, pw))
-    if k == 0 or channels == 0 or height == 0 or width == 0:
-        return out
     compute = torch.float64 if input.dtype == torch.float64 else torch.float32
     r = rois.to(compute)
     valid = (r[:, 0] >= 0) & (r[:, 0] < n) & torch.isfinite(r).all(dim=1)
