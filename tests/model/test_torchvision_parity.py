@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "torchvision_parity.py"
-SETUP = REPO / "benchmarks" / "setup_torchvision_venv.sh"
+SETUP = "benchmarks/setup_torchvision_venv.sh"
 
 
 def _torchvision_python() -> Path | None:
@@ -34,7 +34,7 @@ def test_matches_torchvision_quick(tmp_path):
     if python is None:
         pytest.skip(
             "no python with torchvision: set MASKRT_TORCHVISION_PYTHON, or create .venv-torchvision with "
-            f"`bash {SETUP.relative_to(REPO)}` (downloads about 5 GB)"
+            f"`bash {SETUP}` (downloads about 5 GB)"
         )
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
