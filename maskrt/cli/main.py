@@ -6,7 +6,6 @@ what it needs. A :class:`maskrt.MaskrtError` is printed as one line and exits wi
 
 from __future__ import annotations
 
-import sys
 
 import click
 

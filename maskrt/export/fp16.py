@@ -52,7 +52,8 @@ def inline_initializer_identities(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def _in_region(node: onnx.NodeProto) -> bool:
     name = "/" + node.name.lstrip("/")
-    return any(name.startswith(s) or f"/model{s}" == name[: len(s) + 6] for s in FP16_SCOPES) and node.op_type not in _SHAPE_OPS
+    in_scope = any(name.startswith(s) or name.startswith("/model" + s) for s in FP16_SCOPES)
+    return in_scope and node.op_type not in _SHAPE_OPS
 
 
 def convert_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -98,7 +99,7 @@ def convert_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
                     node.input[idx] = casts_in[name]
         else:
             for idx, name in enumerate(node.input):
-                if name and in_region_value(name) and _produces_float(producers[name], name, float_values):
+                if name and in_region_value(name) and name in float_values:
                     if name not in casts_out:
                         casts_out[name] = f"{name}__fp32"
                         new_nodes.append(helper.make_node("Cast", [name], [casts_out[name]], to=TensorProto.FLOAT,
@@ -113,10 +114,6 @@ def convert_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     graph.node.extend(_toposort(new_nodes, [i.name for i in graph.input] + list(inits)))
     del graph.value_info[:]
     return model
-
-
-def _produces_float(node, name: str, float_values: set[str]) -> bool:
-    return name in float_values
 
 
 def _float_values(model: onnx.ModelProto) -> set[str]:

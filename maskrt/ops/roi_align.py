@@ -15,7 +15,6 @@ Semantics follow torchvision's ``roi_align`` kernel:
 
 from __future__ import annotations
 
-import math
 from typing import Sequence, Union
 
 import torch

@@ -56,7 +56,6 @@ def roi_pool(input: Tensor, boxes: BoxesLike, output_size, spatial_scale: float 
     if out.numel() == 0 or input.shape[-2] == 0 or input.shape[-1] == 0:
         return out
     n, channels, height, width = input.shape
-    k = rois.shape[0]
     compute = torch.float64 if input.dtype == torch.float64 else torch.float32
     r = rois.to(compute)
     valid = (r[:, 0] >= 0) & (r[:, 0] < n) & torch.isfinite(r).all(dim=1)
