@@ -297,6 +297,9 @@ def _parse_hw(text: str, option: str) -> tuple[int, int]:
     return h, w
 
 
+from maskrt.cli import perf as _perf  # noqa: E402,F401  (registers profile and bench)
+
+
 def main() -> None:
     cli(prog_name="maskrt")
 

@@ -11,6 +11,9 @@ from torch import Tensor
 from maskrt.errors import MaskrtError
 
 
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
 def read_image(path: str | os.PathLike) -> Tensor:
     """Read an image file as a (3, H, W) uint8 RGB tensor.
 

@@ -74,6 +74,39 @@ class Runner:
         self._check_feeds(feeds)
         return self._infer_impl(feeds)
 
+    # -- stages, for profiling: infer == download(execute(upload(feeds))) ---------------------------------------
+    device = "cpu"
+
+    def upload(self, feeds: Mapping[str, object]) -> dict:
+        """Host-to-device step: checked feeds -> what ``execute`` takes (device tensors, numpy arrays...)."""
+        if not self.is_active:
+            raise MaskrtError(f"{type(self).__name__} is not active: use it as a context manager or call activate()")
+        self._check_feeds(feeds)
+        return self._upload_impl(feeds)
+
+    def execute(self, device_feeds) -> object:
+        """The model alone, on uploaded feeds; returns backend outputs (possibly still on the device)."""
+        return self._execute_impl(device_feeds)
+
+    def download(self, outputs) -> dict:
+        """Device-to-host step: backend outputs -> CPU torch tensors keyed by name."""
+        return self._download_impl(outputs)
+
+    def synchronize(self) -> None:
+        """Wait for the device to finish queued work (a no-op for host backends)."""
+
+    def _infer_impl(self, feeds):
+        return self._download_impl(self._execute_impl(self._upload_impl(feeds)))
+
+    def _upload_impl(self, feeds):
+        return feeds
+
+    def _execute_impl(self, device_feeds):
+        raise NotImplementedError
+
+    def _download_impl(self, outputs):
+        return outputs
+
     def _check_feeds(self, feeds: Mapping[str, object]) -> None:
         specs = self.input_specs()
         missing = [k for k in specs if k not in feeds]
@@ -95,8 +128,6 @@ class Runner:
     def _deactivate_impl(self) -> None:
         pass
 
-    def _infer_impl(self, feeds):
-        raise NotImplementedError
 
 
 def _contract_output_specs(batch, k: int, m: int) -> dict[str, TensorSpec]:
@@ -118,13 +149,19 @@ class TorchRunner(Runner):
         batch: fixed batch size, or None for any.
         device: "cpu" or "cuda[:N]".
         precision: "fp32", or "fp16" (half network, fp32 post-processing; meant for CUDA).
+        cuda_graph: capture the network pieces of the deploy forward as CUDA graphs and replay them
+            (see :mod:`maskrt.runtime.cuda_graphs`); CUDA only.
     """
 
     backend = "torch"
 
     def __init__(self, model, input_size=(800, 1344), batch: Optional[int] = 1, device: str = "cpu",
-                 precision: str = "fp32", class_names=None):
+                 precision: str = "fp32", class_names=None, cuda_graph: bool = False):
         super().__init__(f"torch:{getattr(model, 'preset', 'model')}")
+        if precision not in ("fp32", "fp16"):
+            raise MaskrtError(f"precision must be fp32 or fp16, got {precision!r}")
+        if cuda_graph and not device.startswith("cuda"):
+            raise MaskrtError("CUDA graphs need --device cuda")
         from maskrt.export.onnx_export import parse_size
         from maskrt.runtime.metadata import ModelMeta
 
@@ -132,6 +169,7 @@ class TorchRunner(Runner):
         self.input_size = parse_size(input_size)
         self.device = device
         self.precision = precision
+        self.cuda_graph = cuda_graph
         self.meta = ModelMeta.from_model(model, self.input_size, batch, precision, class_names)
         self._batch = batch
         self._deploy = None
@@ -150,18 +188,35 @@ class TorchRunner(Runner):
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise MaskrtError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
         self.model.eval()
-        self._deploy = DeployMaskRCNN(self.model, self.precision).to(self.device).eval()
+        deploy = DeployMaskRCNN(self.model, self.precision).to(self.device).eval()
+        if self.cuda_graph:
+            from maskrt.runtime.cuda_graphs import graph_pieces
+
+            deploy.model = graph_pieces(deploy.model, mode="cuda")
+        self._deploy = deploy
 
     def _deactivate_impl(self):
         self._deploy = None
 
-    def _infer_impl(self, feeds):
+    def synchronize(self):
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize(self.device)
+
+    def _upload_impl(self, feeds):
         import torch
 
-        images = torch.as_tensor(feeds["images"]).to(self.device)
+        return torch.as_tensor(feeds["images"]).to(self.device, non_blocking=True)
+
+    def _execute_impl(self, images):
+        import torch
+
         with torch.inference_mode():
-            outs = self._deploy(images)
-        return dict(zip(OUTPUT_NAMES, outs))
+            return self._deploy(images)
+
+    def _download_impl(self, outputs):
+        return {name: t.cpu() for name, t in zip(OUTPUT_NAMES, outputs)}
 
 
 class OrtRunner(Runner):
@@ -226,16 +281,27 @@ class OrtRunner(Runner):
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise MaskrtError(f"onnxruntime cannot load {self.path}: {first}") from e
         self.active_providers = self.session.get_providers()
+        gpu = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "ROCMExecutionProvider", "DmlExecutionProvider")
+        self.device = "cuda" if self.active_providers and self.active_providers[0] in gpu else "cpu"
 
     def _deactivate_impl(self):
         self.session = None
 
-    def _infer_impl(self, feeds):
+    def _upload_impl(self, feeds):
+        # onnxruntime takes host arrays and does its own copies (inside ``execute`` for GPU providers).
         import numpy as np
         import torch
 
-        arrays = {k: (v.cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)) for k, v in feeds.items()}
-        outs = self.session.run(None, {k: arrays[k] for k in self._inputs})
+        return {k: np.ascontiguousarray(feeds[k].cpu().numpy() if isinstance(feeds[k], torch.Tensor) else feeds[k])
+                for k in self._inputs}
+
+    def _execute_impl(self, arrays):
+        return self.session.run(None, arrays)
+
+    def _download_impl(self, outs):
+        import numpy as np
+        import torch
+
         names = [o.name for o in self.session.get_outputs()]
         return {n: torch.from_numpy(np.ascontiguousarray(o)) for n, o in zip(names, outs)}
 
