@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from maskrt.runtime.metadata import ModelMeta
 from maskrt.runtime.profiling import RunnerSpec
 from maskrt.runtime.runners import Runner, TensorSpec
