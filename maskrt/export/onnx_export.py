@@ -149,21 +149,27 @@ def _detection_settings(model, max_detections: Optional[int], score_threshold: O
 
 def export_model_proto(model, *, input_size=DEFAULT_INPUT_SIZE, batch: int = 1, dynamic_batch: bool = False,
                        opset: int = DEFAULT_OPSET, precision: str = "fp32", max_detections: Optional[int] = None,
-                       score_threshold: Optional[float] = None, class_names=None):
-    """Trace ``model``'s deploy forward and return the finished ``onnx.ModelProto`` (not yet written)."""
+                       score_threshold: Optional[float] = None, class_names=None, target: str = "portable"):
+    """Trace ``model``'s deploy forward and return the finished ``onnx.ModelProto`` (not yet written).
+
+    ``target="tensorrt"`` writes each RoI pooling stage as one maskrt TensorRT plugin node
+    (:mod:`maskrt.export.tensorrt_target`) instead of standard ONNX ops.
+    """
     import onnx
     import torch
 
     from maskrt.data.images import synthetic_image
     from maskrt.export import symbolic
     from maskrt.export.fp16 import convert_to_fp16, inline_initializer_identities
+    from maskrt.export.tensorrt_target import check_target
     from maskrt.model import DeployMaskRCNN
 
     _check_options(opset, precision, batch)
+    check_target(target)
     h, w = parse_size(input_size)
     with _detection_settings(model, max_detections, score_threshold):
         meta = build_metadata(model, input_size=(h, w), batch=batch, dynamic_batch=dynamic_batch, precision=precision,
-                              opset=opset, class_names=class_names)
+                              opset=opset, class_names=class_names, target=target)
         deploy = DeployMaskRCNN(model).eval()
         example = torch.stack([synthetic_image(h, w, seed=i) for i in range(batch)])
         trace_opset = min(opset, _EXPORTER_MAX_OPSET)
@@ -176,7 +182,7 @@ def export_model_proto(model, *, input_size=DEFAULT_INPUT_SIZE, batch: int = 1, 
         was_training = model.training
         model.eval()
         try:
-            with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+            with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad(), symbolic.export_target(target):
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
                     deploy, (example,), buffer, dynamo=False, opset_version=trace_opset, input_names=["images"],
@@ -238,7 +244,7 @@ def write_onnx_atomic(proto, path: str | os.PathLike) -> int:
 
 def to_onnx(model, path: str | os.PathLike, *, input_size=DEFAULT_INPUT_SIZE, batch: int = 1, dynamic_batch: bool = False,
             opset: int = DEFAULT_OPSET, precision: str = "fp32", max_detections: Optional[int] = None,
-            score_threshold: Optional[float] = None, class_names=None) -> ExportResult:
+            score_threshold: Optional[float] = None, class_names=None, target: str = "portable") -> ExportResult:
     """Export ``model`` (a :class:`maskrt.model.MaskRCNN`) to a portable ONNX file.
 
     Args:
@@ -251,11 +257,13 @@ def to_onnx(model, path: str | os.PathLike, *, input_size=DEFAULT_INPUT_SIZE, ba
         precision: "fp32", or "fp16" (network in fp16, sensitive parts in fp32 through explicit casts).
         max_detections, score_threshold: override the model's ``box_detections_per_img`` / ``box_score_thresh``.
         class_names: names for every class, background first (defaults to COCO's for 91 classes).
+        target: "portable" (standard ONNX ops only) or "tensorrt" (RoI pooling as maskrt TensorRT plugin nodes,
+            see :mod:`maskrt.export.tensorrt_target`; metadata "target" says which).
     """
     start = time.perf_counter()
     proto = export_model_proto(model, input_size=input_size, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
                                precision=precision, max_detections=max_detections, score_threshold=score_threshold,
-                               class_names=class_names)
+                               class_names=class_names, target=target)
     size = write_onnx_atomic(proto, path)
     return ExportResult(
         path=os.fspath(path), size_bytes=size, opset=opset, precision=precision, input_size=parse_size(input_size),

@@ -7,11 +7,14 @@ turns the selected indices back into a (B, N) keep mask.
 ``maskrt::multilevel_roi_align`` becomes FPN level assignment, one stable sort of the RoIs by level (``TopK``
 on ``level * K + index``), one ``RoiAlign`` per level on its contiguous slice, a ``Concat`` and one ``Gather``
 that restores the RoIs' order. ``coordinate_transformation_mode`` and ``sampling_ratio`` are always written:
-their defaults differ between the ONNX spec, ONNX Runtime and TensorRT's parser.
+their defaults differ between the ONNX spec, ONNX Runtime and TensorRT's parser. Under
+``export_target("tensorrt")`` it becomes one TensorRT plugin node instead (:mod:`maskrt.export.tensorrt_target`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 
 import torch
@@ -20,6 +23,19 @@ from torch.onnx import symbolic_helper as sh
 _ONNX_FLOAT = 1
 _ONNX_INT64 = 7
 _ONNX_BOOL = 9
+
+#: Export target the rules write for: "portable" (standard ONNX ops) or "tensorrt" (plugin nodes for RoI pooling).
+_TARGET: contextvars.ContextVar[str] = contextvars.ContextVar("maskrt_export_target", default="portable")
+
+
+@contextlib.contextmanager
+def export_target(target: str):
+    """Within the block, the rules write the graph for ``target`` (see :mod:`maskrt.export.tensorrt_target`)."""
+    token = _TARGET.set(target)
+    try:
+        yield
+    finally:
+        _TARGET.reset(token)
 
 
 def _const(g, value, dtype=torch.float32):
@@ -78,6 +94,11 @@ def multilevel_roi_align(g, features, rois, scales, output_height, output_width,
     mode = sh._parse_arg(mode, "s")
     canonical_scale = sh._parse_arg(canonical_scale, "i")
     canonical_level = sh._parse_arg(canonical_level, "i")
+    if _TARGET.get() == "tensorrt":
+        from maskrt.export.tensorrt_target import plugin_node
+
+        return plugin_node(g, maps, rois, scales, output_height, output_width, sampling_ratio, aligned, mode,
+                           canonical_scale, canonical_level)
     attrs = dict(
         mode_s=mode,
         output_height_i=output_height,
