@@ -148,6 +148,8 @@ def _human_size(n: int) -> str:
 @click.option("--dynamic-batch", is_flag=True, help="Make the batch dimension symbolic.")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset, 16 to 22.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
+@click.option("--target", type=click.Choice(["portable", "tensorrt"]), default="portable", show_default=True,
+              help="portable: standard ONNX ops; tensorrt: RoI pooling as maskrt TensorRT plugin nodes.")
 @click.option("--max-detections", type=int, help="Detections per image (default: the model's, 100).")
 @click.option("--score-threshold", type=float, help="Minimum detection score (default: the model's, 0.05).")
 @click.option("--class-names", type=click.Path(dir_okay=False), help="Text file, one class name per line.")
@@ -155,7 +157,7 @@ def _human_size(n: int) -> str:
 @click.option("--verify-images", multiple=True, type=click.Path(dir_okay=False), help="Extra images for --verify.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx file.")
 def export_cmd(arch, weights, random_weights, num_classes, input_size, min_size, max_size, batch, dynamic_batch, opset,
-               precision, max_detections, score_threshold, class_names, verify, verify_images, output):
+               precision, target, max_detections, score_threshold, class_names, verify, verify_images, output):
     """Export a Mask R-CNN to ONNX (RoiAlign, NonMaxSuppression; fp32 or fp16)."""
     import os
 
@@ -165,10 +167,11 @@ def export_cmd(arch, weights, random_weights, num_classes, input_size, min_size,
     kw = _resize_limits(h, w, min_size, max_size)
     names = _read_class_names(class_names, num_classes)
     model = _load_model(arch, weights, random_weights, num_classes, **kw)
-    click.echo(f"exporting {arch} at {h}x{w}, batch {'dynamic' if dynamic_batch else batch}, opset {opset}, {precision} ...")
+    click.echo(f"exporting {arch} at {h}x{w}, batch {'dynamic' if dynamic_batch else batch}, opset {opset}, {precision}, "
+               f"{target} graph ...")
     result = to_onnx(model, output, input_size=(h, w), batch=batch, dynamic_batch=dynamic_batch, opset=opset,
                      precision=precision, max_detections=max_detections, score_threshold=score_threshold,
-                     class_names=names)
+                     class_names=names, target=target)
     click.echo(f"wrote {os.path.abspath(result.path)} ({_human_size(result.size_bytes)}) in {result.seconds:.1f} s")
     failed = False
     if verify:
@@ -298,6 +301,7 @@ def _parse_hw(text: str, option: str) -> tuple[int, int]:
 
 
 from maskrt.cli import perf as _perf  # noqa: E402,F401  (registers profile and bench)
+from maskrt.cli import plugins_cmd as _plugins_cmd  # noqa: E402,F401  (registers plugins build / path)
 
 
 def main() -> None:

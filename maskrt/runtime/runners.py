@@ -265,6 +265,12 @@ class OrtRunner(Runner):
         options = ort.SessionOptions()
         options.log_severity_level = 3
         data = self.model_proto.SerializeToString()
+        from maskrt.plugins.ort_bridge import needs_bridge, prepare_session
+
+        if needs_bridge(self.model_proto):
+            # A TensorRT-target graph: its plugin nodes run on the CPU as onnxruntime-extensions custom ops.
+            data, options = prepare_session(self.model_proto, options)
+            self.notes.append("maskrt plugin nodes run on the CPU through onnxruntime-extensions (a check, not for speed)")
         try:
             self.session = ort.InferenceSession(data, options, providers=providers, provider_options=self.provider_options)
         except Exception as e:  # onnxruntime raises its own exception types

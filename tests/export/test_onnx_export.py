@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
 import onnx
 import pytest
 import torch
@@ -14,7 +13,7 @@ from maskrt import MaskrtError
 from maskrt.export import to_onnx
 from maskrt.export.verify import compare_outputs
 from maskrt.model import DeployMaskRCNN
-from maskrt.runtime import OrtRunner, TorchRunner
+from maskrt.runtime import OrtRunner
 
 from tests.model.helpers import small_model, uint8_images
 
