@@ -160,6 +160,7 @@ def settings_line(report: LatencyReport) -> str:
 
 # -- terminal ------------------------------------------------------------------------------------------------------
 def _print_table(console, title: str, header: list[str], rows: list[list[str]], text_columns=()) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=title)
@@ -170,7 +171,7 @@ def _print_table(console, title: str, header: list[str], rows: list[list[str]], 
         else:
             table.add_column(h, justify="right", no_wrap=True, min_width=widest)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(escape(c) for c in row))
     console.print(table)
 
 
@@ -196,6 +197,7 @@ def terminal_rows(report: LatencyReport) -> tuple[list[str], list[list[str]]]:
 
 def print_report(report: LatencyReport, console=None) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
     if console is None:
         console = Console()
@@ -211,11 +213,12 @@ def print_report(report: LatencyReport, console=None) -> None:
         _print_table(console, "Predictor stages (median ms)", [short.get(h, h) for h in sh], srows,
                      text_columns=("model", "backend"))
     if ratio_note(report):
-        console.print(f"[dim]{ratio_note(report)}[/dim]")
+        console.print(f"[dim]{escape(ratio_note(report))}[/dim]")
     timing = sorted({r.timing for r in report.runs if r.figures})
-    console.print(f"[dim]{settings_line(report)}; timing: {', '.join(timing)}; percentiles: {DEFINITIONS['percentile']}[/dim]")
+    console.print(f"[dim]{escape(settings_line(report))}; timing: {', '.join(timing)}; percentiles: "
+                  f"{DEFINITIONS['percentile']}[/dim]")
     for w in all_warnings(report):
-        console.print(f"[yellow]warning:[/yellow] {w}")
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}")
 
 
 # -- files ---------------------------------------------------------------------------------------------------------

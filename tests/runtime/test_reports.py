@@ -96,6 +96,7 @@ def test_terminal_report_prints(capsys):
     assert "maskrt profile: model latency (ms)" in text and "Predictor stages" in text
     assert "failed: model not found" in text
     assert "coefficient of variation" in text  # the outlier iteration makes each run noisy
+    assert "m.onnx [onnxruntime] (batch 1)" in text  # labels are text, not rich markup
 
 
 def test_html_is_self_contained():
