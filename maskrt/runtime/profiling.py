@@ -133,7 +133,10 @@ class Run:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Run":
-        d = dict(d)
+        import dataclasses
+
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}  # fields added later in the same schema version are skipped
         d["figures"] = {k: Figure.from_dict(v) for k, v in d.get("figures", {}).items()}
         return cls(**d)
 

@@ -58,6 +58,8 @@ def test_json_schema_checks(tmp_path):
         LatencyReport.from_dict({**d, "schema": "other"})
     with pytest.raises(MaskrtError, match="newer than this maskrt reads"):
         LatencyReport.from_dict({**d, "schema_version": SCHEMA_VERSION + 1})
+    newer = dict(d, runs=[{**d["runs"][0], "added_later": 1}])
+    assert LatencyReport.from_dict(newer).runs[0].label == d["runs"][0]["label"]
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(MaskrtError, match="cannot read latency report"):
