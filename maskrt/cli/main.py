@@ -118,16 +118,6 @@ def _read_class_names(path, num_classes):
     return names
 
 
-def _resize_limits(h: int, w: int, min_size, max_size) -> dict:
-    """The model's min_size/max_size for an export size: torchvision's 800/1333 at the default 800x1344,
-    otherwise the export size's own short and long sides; explicit values win."""
-    from maskrt.export.onnx_export import DEFAULT_INPUT_SIZE
-
-    if (h, w) == DEFAULT_INPUT_SIZE:
-        return {"min_size": min_size or 800, "max_size": max_size or 1333}
-    return {"min_size": min_size or min(h, w), "max_size": max_size or max(h, w)}
-
-
 def _human_size(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
@@ -161,10 +151,10 @@ def export_cmd(arch, weights, random_weights, num_classes, input_size, min_size,
     """Export a Mask R-CNN to ONNX (RoiAlign, NonMaxSuppression; fp32 or fp16)."""
     import os
 
-    from maskrt.export.onnx_export import parse_size, to_onnx
+    from maskrt.export.onnx_export import parse_size, resize_limits, to_onnx
 
     h, w = parse_size(input_size)
-    kw = _resize_limits(h, w, min_size, max_size)
+    kw = resize_limits(h, w, min_size, max_size)
     names = _read_class_names(class_names, num_classes)
     model = _load_model(arch, weights, random_weights, num_classes, **kw)
     click.echo(f"exporting {arch} at {h}x{w}, batch {'dynamic' if dynamic_batch else batch}, opset {opset}, {precision}, "
@@ -246,10 +236,10 @@ def predict_cmd(model_path, images, arch, num_classes, input_size, backend, devi
     else:
         if not arch:
             raise MaskrtError("MODEL is a checkpoint: pass --arch (see `maskrt models`), or export it to .onnx first")
-        from maskrt.export.onnx_export import parse_size
+        from maskrt.export.onnx_export import parse_size, resize_limits
 
         h, w = parse_size(input_size)
-        kw = _resize_limits(h, w, None, None)
+        kw = resize_limits(h, w)
         model = _load_model(arch, model_path, False, num_classes, **kw)
         runner = TorchRunner(model, (h, w), 1, device=device)
     results, failures = [], 0

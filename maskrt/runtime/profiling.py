@@ -275,11 +275,11 @@ class RunnerSpec:
 
         from maskrt.model import build, load_checkpoint
 
+        from maskrt.export.onnx_export import resize_limits
+
         h, w = self.input_size
-        limits = {"min_size": 800, "max_size": 1333} if (h, w) == (800, 1344) else {"min_size": min(h, w),
-                                                                                      "max_size": max(h, w)}
         torch.manual_seed(0)
-        model = build(self.arch, num_classes=self.num_classes, **{**limits, **self.model_kwargs})
+        model = build(self.arch, num_classes=self.num_classes, **{**resize_limits(h, w), **self.model_kwargs})
         if self.model_path:
             load_checkpoint(self.model_path, model)
         return TorchRunner(model.eval(), (h, w), batch or 1, device=self.device, precision=self.precision,
@@ -464,16 +464,9 @@ def measure_runner(runner, spec: RunnerSpec, images: list, batch: int, settings:
     run so far with status "interrupted"."""
     hook = hook or ProgressHook()
     timer = _Timer(runner)
-    run = Run(label=spec.name(), backend=runner.backend, device=runner.device, precision=_precision(runner, spec),
-              batch=batch, model=spec.model_info(), cuda_graph=spec.cuda_graph,
-              providers=list(getattr(runner, "active_providers", []) or []), timing=timer.description)
-    run.notes.extend(getattr(runner, "notes", []))
-    run.figures["model"] = Figure(FIGURES["model"], [], batch)
-    if timer.cuda:
-        run.figures["enqueue"] = Figure(FIGURES["enqueue"], [], batch)
-    if settings.stages:
-        for name in (*STAGES, "end_to_end"):
-            run.figures[name] = Figure(FIGURES[name], [], batch)
+    run = Run(label=spec.name(), backend=runner.backend, device=runner.device, precision=spec.precision, batch=batch,
+              model=spec.model_info(), cuda_graph=spec.cuda_graph)
+    _describe(run, runner, spec, timer, settings.stages)
     batches = _Batches(runner, images, batch, settings.distinct_batches)
     _memory_reset()
     cuda_mem = timer.cuda
@@ -509,9 +502,16 @@ def measure_runner(runner, spec: RunnerSpec, images: list, batch: int, settings:
     return run
 
 
-def _precision(runner, spec: RunnerSpec) -> str:
+def _describe(run: Run, runner, spec: RunnerSpec, timer: _Timer, stages: bool = False) -> None:
+    """Fill in what the active runner tells about itself, and the empty figures it will be timed for."""
     meta = getattr(runner, "meta", None)
-    return getattr(meta, "precision", None) or spec.precision
+    run.device, run.timing = runner.device, timer.description
+    run.precision = getattr(meta, "precision", None) or spec.precision
+    run.providers = list(getattr(runner, "active_providers", []) or [])
+    run.notes.extend(getattr(runner, "notes", []))
+    names = ["model"] + (["enqueue"] if timer.cuda else []) + ([*STAGES, "end_to_end"] if stages else [])
+    for name in names:
+        run.figures[name] = Figure(FIGURES[name], [], run.batch)
 
 
 def _stage_step(runner, batches: _Batches, i: int, run: Run, record: bool = True) -> None:
@@ -625,13 +625,7 @@ def bench(specs: Sequence[RunnerSpec], batch: int = 1, settings: Optional[Profil
             opened.append(runner)
             runner.activate()
             timer = _Timer(runner)
-            run.device, run.timing = runner.device, timer.description
-            run.precision = _precision(runner, spec)
-            run.providers = list(getattr(runner, "active_providers", []) or [])
-            run.notes.extend(getattr(runner, "notes", []))
-            run.figures["model"] = Figure(FIGURES["model"], [], batch)
-            if timer.cuda:
-                run.figures["enqueue"] = Figure(FIGURES["enqueue"], [], batch)
+            _describe(run, runner, spec, timer)
             data = _Batches(runner, images, batch, settings.distinct_batches)
             _loop(lambda i, t=timer, d=data: t.execute(d.uploaded[i % len(d.uploaded)]), settings, hook,
                   f"{run.label} warm-up", warmup=True)
