@@ -98,6 +98,8 @@ def _check_options(opset: int, precision: str, batch: int) -> None:
 
 def build_metadata(model, *, input_size, batch, dynamic_batch, precision, opset, class_names=None,
                    target="portable") -> dict[str, str]:
+    if class_names is None:
+        class_names = getattr(model, "class_names", None)
     names = list(class_names) if class_names is not None else default_class_names(model.num_classes)
     if len(names) != model.num_classes:
         raise MaskrtError(

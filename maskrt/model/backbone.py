@@ -121,20 +121,23 @@ RESNET_DEPTHS = {
 class ResNetTrunk(nn.Module):
     """The convolutional part of a ResNet (stem and layer1..layer4; no pooling head).
 
+    ``width`` is the stem's channel count (64 in the standard ResNets); layer i has ``width * 2**i`` planes.
+
     ``forward`` returns an ordered dict ``{"0": C2, "1": C3, "2": C4, "3": C5}`` with strides 4, 8, 16, 32.
     """
 
-    def __init__(self, depth: int, norm_layer: NormLayer):
+    def __init__(self, depth: int, norm_layer: NormLayer, width: int = 64):
         super().__init__()
         block, counts = RESNET_DEPTHS[depth]
-        self.inplanes = 64
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = norm_layer(64)
+        self.inplanes = width
+        self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+        self.bn1 = norm_layer(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        for i, (planes, count) in enumerate(zip((64, 128, 256, 512), counts)):
+        for i, count in enumerate(counts):
+            planes = width * 2**i
             setattr(self, f"layer{i + 1}", self._make_layer(block, planes, count, 1 if i == 0 else 2, norm_layer))
-        self.out_channels_list = [64 * block.expansion * 2**i for i in range(4)]
+        self.out_channels_list = [width * block.expansion * 2**i for i in range(4)]
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -199,9 +202,10 @@ class FeaturePyramidNetwork(nn.Module):
 class BackboneWithFPN(nn.Module):
     """``body`` (a ResNet trunk) followed by ``fpn``; ``out_channels`` is the FPN width."""
 
-    def __init__(self, depth: int, trunk_norm: NormLayer, fpn_norm: Optional[NormLayer] = None, out_channels: int = 256):
+    def __init__(self, depth: int, trunk_norm: NormLayer, fpn_norm: Optional[NormLayer] = None, out_channels: int = 256,
+                 trunk_width: int = 64):
         super().__init__()
-        self.body = ResNetTrunk(depth, trunk_norm)
+        self.body = ResNetTrunk(depth, trunk_norm, trunk_width)
         self.fpn = FeaturePyramidNetwork(self.body.out_channels_list, out_channels, fpn_norm)
         self.out_channels = out_channels
 

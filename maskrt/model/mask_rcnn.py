@@ -41,6 +41,7 @@ class MaskRCNN(nn.Module):
         self.fixed_size = fixed_size
         self.num_classes = int(num_classes)
         self.preset = preset
+        self.class_names: Optional[list[str]] = None  # set by presets that know their classes (background first)
 
     # -- the shared fixed-shape core ---------------------------------------------------------------------
     def detect(self, x: Tensor, image_sizes: Sequence[Sequence[int]]) -> dict[str, Tensor]:

@@ -8,7 +8,7 @@ out as a fixed (B, R, 4) tensor plus a validity mask, so the same code serves th
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +31,15 @@ def clip_to_sizes(boxes: Tensor, sizes: Tensor) -> Tensor:
     x2 = torch.minimum(torch.maximum(boxes[..., 2], zero), w)
     y2 = torch.minimum(torch.maximum(boxes[..., 3], zero), h)
     return torch.stack((x1, y1, x2, y2), dim=-1)
+
+
+def flatten_level(logits: Tensor, deltas: Tensor) -> tuple[Tensor, Tensor]:
+    """One level's (B, A, H, W) objectness and (B, 4A, H, W) deltas -> (B, H*W*A) and (B, H*W*A, 4):
+    location-major, anchor-minor, matching the anchor order."""
+    batch = logits.shape[0]
+    obj = logits.permute(0, 2, 3, 1).reshape(batch, -1)
+    dl = deltas.reshape(batch, -1, 4, deltas.shape[-2], deltas.shape[-1]).permute(0, 3, 4, 1, 2).reshape(batch, -1, 4)
+    return obj, dl
 
 
 def side_at_least(boxes: Tensor, min_size: float) -> Tensor:
@@ -72,17 +81,25 @@ class RegionProposalNetwork(nn.Module):
             ``min(post_nms_top_n, candidates)``; entries past the valid ones are padding.
         """
         logits, deltas = self.head(list(features))
+        anchors = self.anchor_generator(padded_size, [f.shape[-2:] for f in features], torch.float32, features[0].device)
+        return self.propose(logits, deltas, anchors, image_sizes)
+
+    def propose(self, logits: Sequence[Tensor], deltas: Sequence[Tensor], anchors: Sequence[Tensor], image_sizes: Tensor,
+                pre_nms_top_n: Optional[int] = None, post_nms_top_n: Optional[int] = None) -> tuple[Tensor, Tensor]:
+        """Proposals from the head's per-level outputs and anchors (see :meth:`forward`).
+
+        The top-n counts default to the inference ones; training passes ``pre_nms_top_n_train`` and
+        ``post_nms_top_n_train``.
+        """
+        pre_n = self.pre_nms_top_n_test if pre_nms_top_n is None else pre_nms_top_n
+        post_n = self.post_nms_top_n_test if post_nms_top_n is None else post_nms_top_n
         # Selection and box decoding (exp) run in fp32 whatever the network's precision.
         logits = [t.float() for t in logits]
         deltas = [t.float() for t in deltas]
-        anchors = self.anchor_generator(padded_size, [f.shape[-2:] for f in features], torch.float32, features[0].device)
-        batch = features[0].shape[0]
         scores, boxes, levels = [], [], []
         for level, (obj, dl, anc) in enumerate(zip(logits, deltas, anchors)):
-            # (B, A, H, W) -> (B, H*W*A): location-major, anchor-minor, matching the anchor order.
-            obj = obj.permute(0, 2, 3, 1).reshape(batch, -1)
-            dl = dl.reshape(batch, -1, 4, dl.shape[-2], dl.shape[-1]).permute(0, 3, 4, 1, 2).reshape(batch, -1, 4)
-            k = min(self.pre_nms_top_n_test, obj.shape[1])
+            obj, dl = flatten_level(obj, dl)
+            k = min(pre_n, obj.shape[1])
             top, idx = topk_stable(obj, k, dim=1)
             sel = torch.gather(dl, 1, idx[..., None].expand(-1, -1, 4))
             boxes.append(self.box_coder.decode(sel, anc[idx])[..., 0, :])
@@ -94,7 +111,7 @@ class RegionProposalNetwork(nn.Module):
         valid = side_at_least(boxes, self.min_size) & (scores >= self.score_thresh)
         keep = torch.ops.maskrt.batched_nms_mask(boxes, scores, levels, valid, self.nms_thresh, len(logits))
         ranked = torch.where(keep, scores, torch.full_like(scores, -1.0))
-        r = min(self.post_nms_top_n_test, ranked.shape[1])
+        r = min(post_n, ranked.shape[1])
         top, order = topk_stable(ranked, r, dim=1)
         proposals = torch.gather(boxes, 1, order[..., None].expand(-1, -1, 4))
         return proposals, top >= 0

@@ -116,6 +116,9 @@ def _pool_group(
     xlo, xhi, wxlo, wxhi = (t.reshape(k, pw, gw) for t in _axis_samples(x0, bin_w, pw, gw, width))
     base = batch[:, None, None] * (height * width)
 
+    if flat.requires_grad and torch.is_grad_enabled():
+        return _pool_group_differentiable(flat, width, base, ylo, yhi, wylo, wyhi, xlo, xhi, wxlo, wxhi,
+                                          k, ph, pw, gh, gw, mode)
     rows = k * ph * pw
     taps = [flat.new_empty((rows, channels)) for _ in range(2)]
     out = flat.new_empty((rows, channels))
@@ -152,6 +155,33 @@ def _pool_group(
     if mode == "avg":
         out = out / max(gh * gw, 1)
     return out.permute(0, 3, 1, 2)  # (k, C, ph, pw)
+
+
+def _pool_group_differentiable(flat, width, base, ylo, yhi, wylo, wyhi, xlo, xhi, wxlo, wxhi, k, ph, pw, gh, gw,
+                               mode) -> Tensor:
+    """:func:`_pool_group` without in-place buffers, so that autograd can differentiate it (training)."""
+    out = None
+    for iy in range(gh):
+        for ix in range(gw):
+            val = None
+            for yi, wy, xi, wx in (
+                (ylo[:, :, iy], wylo[:, :, iy], xlo[:, :, ix], wxlo[:, :, ix]),
+                (ylo[:, :, iy], wylo[:, :, iy], xhi[:, :, ix], wxhi[:, :, ix]),
+                (yhi[:, :, iy], wyhi[:, :, iy], xlo[:, :, ix], wxlo[:, :, ix]),
+                (yhi[:, :, iy], wyhi[:, :, iy], xhi[:, :, ix], wxhi[:, :, ix]),
+            ):
+                index = (base + yi[:, :, None] * width + xi[:, None, :]).reshape(-1)
+                w = (wy[:, :, None] * wx[:, None, :]).reshape(-1, 1).to(flat.dtype)
+                term = flat.index_select(0, index) * w
+                val = term if val is None else val + term
+            if out is None:
+                out = val
+            else:
+                out = out + val if mode == "avg" else torch.maximum(out, val)
+    out = out.reshape(k, ph, pw, flat.shape[1])
+    if mode == "avg":
+        out = out / max(gh * gw, 1)
+    return out.permute(0, 3, 1, 2)
 
 
 def roi_align(
