@@ -71,7 +71,7 @@ PRESETS: dict[str, Preset] = {
             "shapes", 18, False, 1e-5, "small R18-FPN trained on maskrt's synthetic shapes (embedded weights)",
             trunk_width=24, fpn_width=64, representation=256, mask_channels=64, anchor_sizes=(16, 32, 64, 128, 256),
             num_classes=len(SHAPES_CLASSES), class_names=SHAPES_CLASSES, input_size=(384, 384),
-            defaults=dict(min_size=320, max_size=384, rpn_pre_nms_top_n_train=1000, rpn_post_nms_top_n_train=500,
+            defaults=dict(min_size=320, max_size=384, rpn_pre_nms_top_n_train=400, rpn_post_nms_top_n_train=200,
                           rpn_pre_nms_top_n_test=500, rpn_post_nms_top_n_test=300, box_batch_size_per_image=128,
                           box_detections_per_img=50),
             weights="shapes.safetensors",
