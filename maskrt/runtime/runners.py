@@ -228,17 +228,28 @@ class OrtRunner(Runner):
             installed onnxruntime offers them.
         provider_options: one dict per provider, passed through.
         require_metadata: refuse files without maskrt metadata (the Predictor needs it).
+        trt_options: run through ONNX Runtime's TensorRT execution provider with these options (see
+            :func:`ort_trt_provider_options`); providers default to TensorRT, CUDA, CPU.
     """
 
     backend = "onnxruntime"
     _PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
     def __init__(self, path: str | os.PathLike, providers: Optional[Sequence[str]] = None,
-                 provider_options: Optional[Sequence[dict]] = None, require_metadata: bool = True):
+                 provider_options: Optional[Sequence[dict]] = None, require_metadata: bool = True,
+                 trt_options: Optional[dict] = None):
         super().__init__(f"onnxruntime:{os.path.basename(os.fspath(path))}")
         self.path = os.fspath(path)
         self.providers = list(providers) if providers else None
         self.provider_options = list(provider_options) if provider_options else None
+        if trt_options is not None:
+            if provider_options:
+                raise MaskrtError("give trt_options or provider_options, not both")
+            self.providers = self.providers or list(self._PREFERENCE)
+            if "TensorrtExecutionProvider" not in self.providers:
+                raise MaskrtError("trt_options need TensorrtExecutionProvider among the providers")
+            self.provider_options = [dict(trt_options) if p == "TensorrtExecutionProvider" else {}
+                                     for p in self.providers]
         self.session = None
         self.notes: list[str] = []
         self.model_proto = load_onnx(self.path)
@@ -310,6 +321,25 @@ class OrtRunner(Runner):
 
         names = [o.name for o in self.session.get_outputs()]
         return {n: torch.from_numpy(np.ascontiguousarray(o)) for n, o in zip(names, outs)}
+
+
+#: ONNX Runtime's TensorRT execution provider option names used by :func:`ort_trt_provider_options`.
+ORT_TRT_OPTION_NAMES = ("trt_fp16_enable", "trt_engine_cache_enable", "trt_engine_cache_path",
+                        "trt_timing_cache_enable", "trt_timing_cache_path", "trt_max_workspace_size")
+
+
+def ort_trt_provider_options(fp16: bool = False, cache_dir: Optional[str] = None,
+                             workspace_bytes: Optional[int] = None) -> dict:
+    """Options for onnxruntime's TensorrtExecutionProvider: fp16 kernels, engine and timing caches in
+    ``cache_dir`` (created; both caches live there), workspace size. Values are strings, as ONNX Runtime takes them."""
+    options = {"trt_fp16_enable": "True" if fp16 else "False"}
+    if cache_dir:
+        os.makedirs(cache_dir, exist_ok=True)
+        options.update({"trt_engine_cache_enable": "True", "trt_engine_cache_path": os.path.abspath(cache_dir),
+                        "trt_timing_cache_enable": "True", "trt_timing_cache_path": os.path.abspath(cache_dir)})
+    if workspace_bytes:
+        options["trt_max_workspace_size"] = str(int(workspace_bytes))
+    return options
 
 
 def import_onnxruntime():

@@ -56,7 +56,8 @@ def test_bench_side_by_side_with_a_failing_row(files, tmp_path):
     (["profile", "{dyn}", "--cuda-graph"], "torch backend only"),
     (["profile"], "give MODEL"),
     (["profile", "{dyn}", "--json", "{missing}/r.json", "--iterations", "1"], "does not exist"),
-    (["bench", "{dyn}", "--backends", "tensorrt"], "unknown backend(s) tensorrt"),
+    (["bench", "{dyn}", "--backends", "tvm"], "unknown backend(s) tvm"),
+    (["bench", "{dyn}", "--backends", "tensorrt"], "none of --backends tensorrt applies"),
     (["bench", "{dyn}", "--backends", "torch"], "none of --backends torch applies"),
 ])
 def test_bad_input_is_one_line(files, tmp_path, args, fragment):

@@ -65,7 +65,8 @@ def test_fixed_batch_model_refuses_another_batch_before_measuring(files):
 
 @pytest.mark.parametrize("spec,match", [
     (RunnerSpec("missing.onnx"), "model not found"),
-    (RunnerSpec(None, backend="tensorrt"), "unknown backend"),
+    (RunnerSpec(None, backend="tvm"), "unknown backend"),
+    (RunnerSpec(None, backend="tensorrt"), "needs an engine"),
     (RunnerSpec(None, backend="torch", arch="maskrcnn_resnet18_fpn"), "--random-weights"),
     (RunnerSpec(None, backend="torch", arch="maskrcnn_resnet18_fpn", random_weights=True, cuda_graph=True),
      "CUDA graphs need|--cuda-graph needs"),
