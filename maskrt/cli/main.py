@@ -41,12 +41,12 @@ def models_cmd() -> None:
 @click.option("--arch", default="maskrcnn_resnet50_fpn", show_default=True, help="Model preset (see `maskrt models`).")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint (.pth state_dict or .safetensors).")
 @click.option("--random-weights", is_flag=True, help="Use randomly initialised weights (detections are meaningless).")
-@click.option("--num-classes", type=int, default=91, show_default=True, help="Classes including background.")
+@click.option("--num-classes", type=int, help="Classes including background (default: the preset's).")
 @click.option("--image", "image_path", type=click.Path(dir_okay=False), help="Image file; default: a generated image.")
 @click.option("--size", default="480x640", show_default=True, help="HxW of the generated image.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the generated image and random weights.")
-@click.option("--min-size", type=int, default=800, show_default=True, help="Resize short side to this.")
-@click.option("--max-size", type=int, default=1333, show_default=True, help="Cap on the long side after resize.")
+@click.option("--min-size", type=int, help="Resize short side to this (default: the preset's, 800 for COCO).")
+@click.option("--max-size", type=int, help="Cap on the long side after resize (default: the preset's, 1333 for COCO).")
 @click.option("--score-threshold", type=float, default=0.05, show_default=True, help="Keep detections above this score.")
 @click.option("--top", type=int, default=10, show_default=True, help="Print at most this many detections.")
 def detect_cmd(arch, weights, random_weights, num_classes, image_path, size, seed, min_size, max_size, score_threshold, top):
@@ -59,8 +59,8 @@ def detect_cmd(arch, weights, random_weights, num_classes, image_path, size, see
 
     if top < 0:
         raise MaskrtError(f"--top must be >= 0, got {top}")
-    model = _load_model(arch, weights, random_weights, num_classes, seed, min_size=min_size, max_size=max_size,
-                        box_score_thresh=score_threshold)
+    limits = {k: v for k, v in (("min_size", min_size), ("max_size", max_size)) if v is not None}
+    model = _load_model(arch, weights, random_weights, num_classes, seed, box_score_thresh=score_threshold, **limits)
     if image_path:
         image = read_image(image_path)
         source = image_path
@@ -73,26 +73,36 @@ def detect_cmd(arch, weights, random_weights, num_classes, image_path, size, see
         result = model([image.float() / 255.0])[0]
     elapsed = time.perf_counter() - start
     n = result["boxes"].shape[0]
-    click.echo(f"{arch} ({'random weights' if random_weights else weights}) on {source}: {n} detections in {elapsed:.2f} s")
+    from maskrt.export.onnx_export import default_class_names
+
+    names = model.class_names or default_class_names(model.num_classes)
+    origin = "random weights" if random_weights else weights or "embedded weights"
+    click.echo(f"{arch} ({origin}) on {source}: {n} detections in {elapsed:.2f} s")
     if n:
-        click.echo(f"{'#':>3} {'label':>5} {'score':>7}  {'x1':>7} {'y1':>7} {'x2':>7} {'y2':>7}  {'mask px':>7}")
+        click.echo(f"{'#':>3} {'label':>10} {'score':>7}  {'x1':>7} {'y1':>7} {'x2':>7} {'y2':>7}  {'mask px':>7}")
     for i in range(min(n, top)):
         x1, y1, x2, y2 = result["boxes"][i].tolist()
         area = int((result["masks"][i, 0] > 0.5).sum())
         click.echo(
-            f"{i:>3} {int(result['labels'][i]):>5} {float(result['scores'][i]):>7.4f}  "
+            f"{i:>3} {names[int(result['labels'][i])]:>10} {float(result['scores'][i]):>7.4f}  "
             f"{x1:>7.1f} {y1:>7.1f} {x2:>7.1f} {y2:>7.1f}  {area:>7d}"
         )
 
 
 def _load_model(arch, weights, random_weights, num_classes, seed=0, **kwargs):
-    """Build ``arch`` and load ``weights``; exactly one of weights / random_weights must be given."""
+    """Build ``arch`` and load ``weights``; without either option a preset that ships weights uses them."""
     import torch
 
     from maskrt.model import build, load_checkpoint
+    from maskrt.model.presets import get_preset
 
-    if bool(weights) == bool(random_weights):
-        raise MaskrtError("pass exactly one of --weights FILE or --random-weights")
+    preset = get_preset(arch)
+    if weights and random_weights:
+        raise MaskrtError("pass one of --weights FILE or --random-weights, not both")
+    if not weights and not random_weights:
+        weights = preset.weights_path()
+        if weights is None:
+            raise MaskrtError(f"{arch} ships no weights: pass --weights FILE (a checkpoint) or --random-weights")
     torch.manual_seed(seed)
     model = build(arch, num_classes=num_classes, **kwargs)
     if weights:
@@ -130,10 +140,12 @@ def _human_size(n: int) -> str:
 @click.option("--arch", required=True, help="Model preset (see `maskrt models`).")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint (.pth state_dict or .safetensors).")
 @click.option("--random-weights", is_flag=True, help="Export randomly initialised weights (for testing only).")
-@click.option("--num-classes", type=int, default=91, show_default=True, help="Classes including background.")
-@click.option("--input-size", default="800x1344", show_default=True, help="HxW of the uint8 input.")
-@click.option("--min-size", type=int, help="Resize short side to this (default: 800 for 800x1344, else min(H, W)).")
-@click.option("--max-size", type=int, help="Cap on the long side (default: 1333 for 800x1344, else max(H, W)).")
+@click.option("--num-classes", type=int, help="Classes including background (default: the preset's, 91 for COCO).")
+@click.option("--input-size", help="HxW of the uint8 input (default: the preset's, 800x1344 for COCO).")
+@click.option("--min-size", type=int, help="Resize short side to this (default: the preset's at its input size, "
+              "else min(H, W)).")
+@click.option("--max-size", type=int, help="Cap on the long side (default: the preset's at its input size, "
+              "else max(H, W)).")
 @click.option("--batch", type=int, default=1, show_default=True, help="Fixed batch size.")
 @click.option("--dynamic-batch", is_flag=True, help="Make the batch dimension symbolic.")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset, 16 to 22.")
@@ -151,12 +163,13 @@ def export_cmd(arch, weights, random_weights, num_classes, input_size, min_size,
     """Export a Mask R-CNN to ONNX (RoiAlign, NonMaxSuppression; fp32 or fp16)."""
     import os
 
-    from maskrt.export.onnx_export import parse_size, resize_limits, to_onnx
+    from maskrt.export.onnx_export import parse_size, to_onnx
+    from maskrt.model.presets import get_preset, resolve_sizes
 
-    h, w = parse_size(input_size)
-    kw = resize_limits(h, w, min_size, max_size)
-    names = _read_class_names(class_names, num_classes)
-    model = _load_model(arch, weights, random_weights, num_classes, **kw)
+    sizes = resolve_sizes(get_preset(arch).name, parse_size(input_size) if input_size else None, min_size, max_size)
+    h, w = sizes.pop("input_size")
+    model = _load_model(arch, weights, random_weights, num_classes, **sizes)
+    names = _read_class_names(class_names, model.num_classes)
     click.echo(f"exporting {arch} at {h}x{w}, batch {'dynamic' if dynamic_batch else batch}, opset {opset}, {precision}, "
                f"{target} graph ...")
     result = to_onnx(model, output, input_size=(h, w), batch=batch, dynamic_batch=dynamic_batch, opset=opset,
@@ -189,14 +202,15 @@ def export_cmd(arch, weights, random_weights, num_classes, input_size, min_size,
 @click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 @click.argument("images", nargs=-1, required=True)
 @click.option("--arch", help="Model preset, when MODEL is a checkpoint.")
-@click.option("--num-classes", type=int, default=91, show_default=True, help="Classes, when MODEL is a checkpoint.")
-@click.option("--input-size", default="800x1344", show_default=True, help="HxW, when MODEL is a checkpoint.")
-@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True)
+@click.option("--num-classes", type=int, help="Classes, when MODEL is a checkpoint (default: the preset's).")
+@click.option("--input-size", help="HxW, when MODEL is a checkpoint (default: the preset's).")
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "tensorrt"]), default="auto",
+              show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--score-threshold", type=float, default=0.5, show_default=True, help="Keep detections at or above this.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="predictions", show_default=True)
 def predict_cmd(model_path, images, arch, num_classes, input_size, backend, device, score_threshold, out_dir):
-    """Detect objects in IMAGES with MODEL (.onnx export, or a checkpoint with --arch).
+    """Detect objects in IMAGES with MODEL (.engine from `maskrt build`, .onnx export, or a checkpoint with --arch).
 
     Writes one PNG per image with masks, boxes, labels and scores drawn, and predictions.json (COCO results,
     RLE masks) into --out.
@@ -211,9 +225,14 @@ def predict_cmd(model_path, images, arch, num_classes, input_size, backend, devi
     from maskrt.runtime import OrtRunner, Predictor, TorchRunner
     from maskrt.runtime.predictor import to_uint8_chw
 
+    from maskrt.export.engine import is_engine_path
+
     is_onnx = model_path.lower().endswith(".onnx")
+    is_engine = is_engine_path(model_path)
     if backend == "auto":
-        backend = "onnxruntime" if is_onnx else "torch"
+        backend = "tensorrt" if is_engine else "onnxruntime" if is_onnx else "torch"
+    if is_engine != (backend == "tensorrt"):
+        raise MaskrtError("--backend tensorrt takes a TensorRT engine (.engine), and an engine runs with tensorrt only")
     if is_onnx and backend == "torch":
         raise MaskrtError("--backend torch needs a checkpoint with --arch, not an .onnx file")
     if not is_onnx and backend == "onnxruntime":
@@ -228,7 +247,11 @@ def predict_cmd(model_path, images, arch, num_classes, input_size, backend, devi
         os.unlink(probe)
     except OSError as e:
         raise MaskrtError(f"cannot write to output folder {out_dir}: {e.strerror}") from None
-    if is_onnx:
+    if is_engine:
+        from maskrt.runtime.profiling import RunnerSpec
+
+        runner = RunnerSpec(model_path, backend="tensorrt").open(None)  # checks TensorRT and the GPU first
+    elif is_onnx:
         if device == "cuda":
             runner = OrtRunner(model_path, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
         else:
@@ -236,11 +259,12 @@ def predict_cmd(model_path, images, arch, num_classes, input_size, backend, devi
     else:
         if not arch:
             raise MaskrtError("MODEL is a checkpoint: pass --arch (see `maskrt models`), or export it to .onnx first")
-        from maskrt.export.onnx_export import parse_size, resize_limits
+        from maskrt.export.onnx_export import parse_size
+        from maskrt.model.presets import get_preset, resolve_sizes
 
-        h, w = parse_size(input_size)
-        kw = resize_limits(h, w)
-        model = _load_model(arch, model_path, False, num_classes, **kw)
+        sizes = resolve_sizes(get_preset(arch).name, parse_size(input_size) if input_size else None)
+        h, w = sizes.pop("input_size")
+        model = _load_model(arch, model_path, False, num_classes, **sizes)
         runner = TorchRunner(model, (h, w), 1, device=device)
     results, failures = [], 0
     with Predictor(runner, score_threshold=score_threshold) as predictor, Progress(
@@ -292,6 +316,11 @@ def _parse_hw(text: str, option: str) -> tuple[int, int]:
 
 from maskrt.cli import perf as _perf  # noqa: E402,F401  (registers profile and bench)
 from maskrt.cli import plugins_cmd as _plugins_cmd  # noqa: E402,F401  (registers plugins build / path)
+from maskrt.cli import trt_cmd as _trt_cmd  # noqa: E402,F401  (registers build and env)
+from maskrt.cli import train_cmd as _train_cmd  # noqa: E402,F401  (registers train)
+from maskrt.cli import eval_cmd as _eval_cmd  # noqa: E402,F401  (registers eval)
+from maskrt.cli import data_cmd as _data_cmd  # noqa: E402,F401  (registers data shapes)
+from maskrt.cli import demo_cmd as _demo_cmd  # noqa: E402,F401  (registers demo)
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ TORCH_VARIANTS = {
     "torch-cudagraph": ("fp32", True),
     "torch-fp16-cudagraph": ("fp16", True),
 }
-BACKENDS = (*TORCH_VARIANTS, "onnxruntime")
+BACKENDS = (*TORCH_VARIANTS, "onnxruntime", "onnxruntime-trt", "tensorrt")
 
 
 def _timing_options(f):
@@ -26,8 +26,8 @@ def _timing_options(f):
         click.option("--images", "images_dir", type=click.Path(), help="Folder of images to rotate through "
                      "(default: generated images of several sizes)."),
         click.option("--arch", help="Model preset, for checkpoints (see `maskrt models`)."),
-        click.option("--num-classes", type=int, default=91, show_default=True, help="Classes, for checkpoints."),
-        click.option("--input-size", default="800x1344", show_default=True, help="HxW, for checkpoints."),
+        click.option("--num-classes", type=int, help="Classes, for checkpoints (default: the preset's)."),
+        click.option("--input-size", help="HxW, for checkpoints (default: the preset's export size)."),
         click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
         click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the report (all raw times) as JSON."),
         click.option("--markdown", "md_out", type=click.Path(dir_okay=False), help="Write the tables as Markdown."),
@@ -38,11 +38,11 @@ def _timing_options(f):
     return f
 
 
-def _settings(warmup_iterations, warmup_seconds, iterations, duration, stages=False):
+def _settings(warmup_iterations, warmup_seconds, iterations, duration, stages=False, layers=False):
     from maskrt.runtime.profiling import ProfileSettings
 
     s = ProfileSettings(warmup_iterations=warmup_iterations, warmup_seconds=warmup_seconds, iterations=iterations,
-                        duration=duration, stages=stages)
+                        duration=duration, stages=stages, layers=layers)
     s.check()
     return s
 
@@ -101,18 +101,24 @@ def _emit(report, json_out, md_out, html_out):
 
 @cli.command("profile")
 @click.argument("model_path", metavar="[MODEL]", required=False, type=click.Path(dir_okay=False))
-@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
-              help="auto: onnxruntime for .onnx files, torch for checkpoints.")
+@click.option("--backend", type=click.Choice(["auto", "torch", "onnxruntime", "onnxruntime-trt", "tensorrt"]),
+              default="auto", show_default=True,
+              help="auto: tensorrt for .engine files, onnxruntime for .onnx files, torch for checkpoints; "
+                   "onnxruntime-trt: ONNX Runtime's TensorRT execution provider.")
 @click.option("--batch", "batches", default="1", show_default=True, help="Batch sizes to sweep, e.g. 1,2,4,8.")
 @click.option("--stages", is_flag=True, help="Also time each Predictor stage (pre/post-processing, copies).")
-@click.option("--fp16", is_flag=True, help="torch: half-precision network (CUDA); for ONNX export with --precision fp16.")
-@click.option("--cuda-graph", is_flag=True, help="torch on CUDA: replay the network pieces from CUDA graphs.")
+@click.option("--layers", is_flag=True, help="TensorRT engines: also a per-layer time table (TensorRT's profiler).")
+@click.option("--fp16", is_flag=True, help="torch: half-precision network (CUDA); onnxruntime-trt: fp16 kernels; "
+              "for ONNX Runtime export with --precision fp16, for engines build from such an export.")
+@click.option("--cuda-graph", is_flag=True, help="torch or tensorrt on CUDA: replay the work from CUDA graphs.")
+@click.option("--trt-cache", type=click.Path(file_okay=False), help="onnxruntime-trt: folder for its engine and "
+              "timing caches (later sessions skip the build).")
 @click.option("--random-weights", is_flag=True, help="Time --arch with random weights (no checkpoint needed).")
 @_timing_options
-def profile_cmd(model_path, backend, batches, stages, fp16, cuda_graph, random_weights, warmup_iterations,
-                warmup_seconds, iterations, duration, images_dir, arch, num_classes, input_size, device, json_out,
-                md_out, html_out):
-    """Latency and FPS of MODEL (.onnx export, or a checkpoint with --arch) on one backend.
+def profile_cmd(model_path, backend, batches, stages, layers, fp16, cuda_graph, trt_cache, random_weights,
+                warmup_iterations, warmup_seconds, iterations, duration, images_dir, arch, num_classes, input_size,
+                device, json_out, md_out, html_out):
+    """Latency and FPS of MODEL (.engine, .onnx export, or a checkpoint with --arch) on one backend.
 
     Times the runner alone (model latency) at each batch size, and with --stages every stage of the Predictor.
     Prints a table and writes --json / --markdown / --html reports. Ctrl-C stops and reports what was measured.
@@ -120,18 +126,31 @@ def profile_cmd(model_path, backend, batches, stages, fp16, cuda_graph, random_w
     from maskrt.export.onnx_export import parse_size
     from maskrt.runtime.profiling import RunnerSpec, parse_batches, profile
 
-    settings = _settings(warmup_iterations, warmup_seconds, iterations, duration, stages)
+    settings = _settings(warmup_iterations, warmup_seconds, iterations, duration, stages, layers)
     sizes = parse_batches(batches)
-    if model_path is None and not (random_weights and arch):
-        raise MaskrtError("give MODEL (.onnx or checkpoint), or --arch with --random-weights")
+    if model_path is None and not arch:
+        raise MaskrtError("give MODEL (.engine, .onnx or checkpoint), or --arch (with --random-weights unless the "
+                          "preset ships weights)")
     if model_path and random_weights:
         raise MaskrtError("--random-weights replaces MODEL; pass one or the other")
     spec = RunnerSpec(model_path, backend=backend, device=device, precision="fp16" if fp16 else "fp32",
-                      cuda_graph=cuda_graph, arch=arch, num_classes=num_classes, input_size=parse_size(input_size),
+                      cuda_graph=cuda_graph, arch=arch, num_classes=num_classes,
+                      input_size=parse_size(input_size) if input_size else None,
                       random_weights=random_weights)
-    if fp16 and spec.resolved_backend() == "onnxruntime":
-        raise MaskrtError("--fp16 applies to the torch backend; for ONNX Runtime export with `maskrt export "
-                          "--precision fp16` and profile that file")
+    resolved = spec.resolved_backend()
+    if layers and resolved != "tensorrt":
+        raise MaskrtError(f"--layers needs a TensorRT engine (.engine): the {resolved} backend has no per-layer profile")
+    if trt_cache and resolved != "onnxruntime-trt":
+        raise MaskrtError("--trt-cache applies to --backend onnxruntime-trt only")
+    if fp16 and resolved == "onnxruntime":
+        raise MaskrtError("--fp16 applies to the torch and onnxruntime-trt backends; for ONNX Runtime export with "
+                          "`maskrt export --precision fp16` and profile that file")
+    if fp16 and resolved == "tensorrt":
+        raise MaskrtError("--fp16 does not apply to an engine: its precision was fixed by `maskrt build`")
+    if resolved == "onnxruntime-trt":
+        from maskrt.runtime.runners import ort_trt_provider_options
+
+        spec.ort_trt_options = ort_trt_provider_options(fp16=fp16, cache_dir=trt_cache)
     spec.check()
     _check_outputs(json_out, md_out, html_out)
     report = _with_progress(lambda hook: profile(spec, sizes, settings, images_dir, hook))
@@ -141,7 +160,7 @@ def profile_cmd(model_path, backend, batches, stages, fp16, cuda_graph, random_w
 @cli.command("bench")
 @click.argument("models", metavar="MODEL...", nargs=-1, required=True)
 @click.option("--backends", default=None, help=f"Comma-separated, from {', '.join(BACKENDS)}; default: every one "
-              "that applies (torch variants for checkpoints, onnxruntime for .onnx; fp16 and CUDA graphs on cuda).")
+              "that applies (torch variants for checkpoints, onnxruntime for .onnx, tensorrt for engines; fp16 and CUDA graphs on cuda).")
 @click.option("--batch", type=int, default=1, show_default=True, help="Batch size for every row.")
 @_timing_options
 def bench_cmd(models, backends, batch, warmup_iterations, warmup_seconds, iterations, duration, images_dir, arch,
@@ -163,24 +182,31 @@ def bench_cmd(models, backends, batch, warmup_iterations, warmup_seconds, iterat
         unknown = [b for b in wanted if b not in BACKENDS]
         if unknown:
             raise MaskrtError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
-    size = parse_size(input_size)
+    size = parse_size(input_size) if input_size else None
     specs = []
+    from maskrt.export.engine import is_engine_path
+    from maskrt.runtime.runners import ort_trt_provider_options
+
     for path in models:
-        is_onnx = path.lower().endswith(".onnx")
+        kind = "engine" if is_engine_path(path) else "onnx" if path.lower().endswith(".onnx") else "checkpoint"
+        applies = {"engine": ("tensorrt",), "onnx": ("onnxruntime", "onnxruntime-trt")}.get(kind, tuple(TORCH_VARIANTS))
         if wanted is not None:
-            names = [b for b in wanted if (b == "onnxruntime") == is_onnx]
-        elif is_onnx:
+            names = [b for b in wanted if b in applies]
+        elif kind == "engine":
+            names = ["tensorrt"]
+        elif kind == "onnx":
             names = ["onnxruntime"]
         else:
             names = ["torch", "torch-fp16", "torch-fp16-cudagraph"] if device == "cuda" else ["torch"]
         for name in names:
             precision, graph = TORCH_VARIANTS.get(name, ("fp32", False))
-            specs.append(RunnerSpec(path, backend="onnxruntime" if name == "onnxruntime" else "torch", device=device,
-                                    precision=precision, cuda_graph=graph, arch=arch, num_classes=num_classes,
-                                    input_size=size))
+            backend = name if name in ("onnxruntime", "onnxruntime-trt", "tensorrt") else "torch"
+            options = ort_trt_provider_options() if name == "onnxruntime-trt" else {}
+            specs.append(RunnerSpec(path, backend=backend, device=device, precision=precision, cuda_graph=graph,
+                                    arch=arch, num_classes=num_classes, input_size=size, ort_trt_options=options))
     if not specs:
         raise MaskrtError(f"none of --backends {backends} applies to the models given (torch variants take "
-                          "checkpoints, onnxruntime takes .onnx files)")
+                          "checkpoints, onnxruntime and onnxruntime-trt take .onnx files, tensorrt takes engines)")
     _check_outputs(json_out, md_out, html_out)
     report = _with_progress(lambda hook: bench(specs, batch, settings, images_dir, hook))
     _emit(report, json_out, md_out, html_out)

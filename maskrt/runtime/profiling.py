@@ -53,6 +53,8 @@ class ProfileSettings:
     min_iterations: int = 10
     stages: bool = False
     distinct_batches: int = 4
+    layers: bool = False  # per-layer profile (TensorRT engines)
+    layer_iterations: int = 20
 
     def check(self) -> None:
         if self.iterations is not None and self.iterations <= 0:
@@ -67,6 +69,8 @@ class ProfileSettings:
             raise MaskrtError(f"the minimum iteration count must be >= 1, got {self.min_iterations}")
         if self.distinct_batches < 1:
             raise MaskrtError(f"distinct input batches must be >= 1, got {self.distinct_batches}")
+        if self.layer_iterations < 1:
+            raise MaskrtError(f"layer profile iterations must be >= 1, got {self.layer_iterations}")
 
     def enough(self, count: int, elapsed: float) -> bool:
         if self.iterations is not None:
@@ -121,6 +125,7 @@ class Run:
     warnings: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     accuracy: Optional[dict] = None
+    layers: list = field(default_factory=list)  # per-layer profile: name, mean_ms, percent, runs (TensorRT)
 
     def stat(self, figure: str = "model") -> Optional[Stats]:
         f = self.figures.get(figure)
@@ -185,8 +190,10 @@ class LatencyReport:
 class RunnerSpec:
     """A model file and how to run it.
 
-    ``model_path``: an .onnx export, or a checkpoint (.pth / .safetensors) with ``arch``; None with ``arch`` and
-    ``random_weights`` for a preset with random weights (latency only). ``backend``: "torch" or "onnxruntime".
+    ``model_path``: an .onnx export, a TensorRT engine (.engine / .plan / .trt, built by ``maskrt build``), or a
+    checkpoint (.pth / .safetensors) with ``arch``; None with ``arch`` and ``random_weights`` for a preset with
+    random weights (latency only). ``backend``: "torch", "onnxruntime", "onnxruntime-trt" (ONNX Runtime's
+    TensorRT execution provider, with ``ort_trt_options``) or "tensorrt" (engines; always on CUDA).
     """
 
     model_path: Optional[str]
@@ -195,27 +202,36 @@ class RunnerSpec:
     precision: str = "fp32"
     cuda_graph: bool = False
     arch: Optional[str] = None
-    num_classes: int = 91
-    input_size: tuple = (800, 1344)
+    num_classes: Optional[int] = None  # checkpoints: default the preset's (91 for COCO)
+    input_size: Optional[tuple] = None  # checkpoints: default the preset's export size (800x1344 for COCO)
     random_weights: bool = False
     label: Optional[str] = None
     model_kwargs: dict = field(default_factory=dict)  # extra preset arguments for torch (e.g. proposal counts)
+    ort_trt_options: dict = field(default_factory=dict)  # onnxruntime-trt: see runners.ort_trt_provider_options
 
     def resolved_backend(self) -> str:
         if self.backend != "auto":
             return self.backend
+        if self.is_engine:
+            return "tensorrt"
         return "onnxruntime" if self.is_onnx else "torch"
 
     @property
     def is_onnx(self) -> bool:
         return bool(self.model_path) and self.model_path.lower().endswith(".onnx")
 
+    @property
+    def is_engine(self) -> bool:
+        from maskrt.export.engine import is_engine_path
+
+        return is_engine_path(self.model_path)
+
     def name(self) -> str:
         if self.label:
             return self.label
         base = os.path.basename(self.model_path) if self.model_path else f"{self.arch} (random weights)"
         variant = self.resolved_backend()
-        if self.precision != "fp32" and not self.is_onnx:
+        if self.precision != "fp32" and not self.is_onnx and not self.is_engine:
             variant += f" {self.precision}"
         if self.cuda_graph:
             variant += " + CUDA graph"
@@ -223,25 +239,41 @@ class RunnerSpec:
 
     def check(self) -> None:
         backend = self.resolved_backend()
-        if backend not in ("torch", "onnxruntime"):
-            raise MaskrtError(f"unknown backend {backend!r}; choose torch or onnxruntime (tensorrt engines arrive with "
-                              "`maskrt build`)")
+        if backend not in BACKEND_NAMES:
+            raise MaskrtError(f"unknown backend {backend!r}; choose {', '.join(BACKEND_NAMES)}")
         if self.device not in ("cpu", "cuda"):
             raise MaskrtError(f"--device must be cpu or cuda, got {self.device!r}")
         if self.model_path and not os.path.isfile(self.model_path):
             raise MaskrtError(f"model not found: {self.model_path}")
-        if backend == "onnxruntime":
+        if backend == "tensorrt":
+            if not self.is_engine:
+                raise MaskrtError("the tensorrt backend needs an engine (.engine); build one from the .onnx export "
+                                  "with `maskrt build`")
+            _require_cuda(backend)
+            return
+        if self.is_engine:
+            raise MaskrtError(f"{os.path.basename(self.model_path)} is a TensorRT engine: use --backend tensorrt "
+                              "(or auto)")
+        if backend in ("onnxruntime", "onnxruntime-trt"):
             if not self.is_onnx:
-                raise MaskrtError("the onnxruntime backend needs an .onnx file; export the checkpoint with `maskrt export`")
+                raise MaskrtError(f"the {backend} backend needs an .onnx file; export the checkpoint with `maskrt export`")
             if self.cuda_graph:
-                raise MaskrtError("--cuda-graph applies to the torch backend only")
+                raise MaskrtError("--cuda-graph applies to the torch backend only (and to TensorRT engines)")
+            if backend == "onnxruntime-trt":
+                _require_cuda(backend)
+                return
         else:
             if self.is_onnx:
                 raise MaskrtError("the torch backend needs a checkpoint with --arch, not an .onnx file")
             if not self.arch:
                 raise MaskrtError("a checkpoint needs --arch (see `maskrt models`)")
             if not self.model_path and not self.random_weights:
-                raise MaskrtError("give a checkpoint, or --random-weights to time the preset with random weights")
+                from maskrt.model.presets import get_preset
+
+                embedded = get_preset(self.arch).weights_path()
+                if embedded is None:
+                    raise MaskrtError("give a checkpoint, or --random-weights to time the preset with random weights")
+                self.model_path = embedded  # the preset's embedded weights
         if self.device == "cuda":
             _require_cuda(backend)
         if self.cuda_graph and self.device != "cuda":
@@ -263,9 +295,15 @@ class RunnerSpec:
         from maskrt.runtime.runners import OrtRunner, TorchRunner
 
         self.check()
-        if self.resolved_backend() == "onnxruntime":
-            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.device == "cuda" else ["CPUExecutionProvider"]
-            runner = OrtRunner(self.model_path, providers=providers)
+        if self.resolved_backend() == "tensorrt":
+            return _open_engine(self.model_path, batch, self.cuda_graph)
+        if self.resolved_backend() in ("onnxruntime", "onnxruntime-trt"):
+            if self.resolved_backend() == "onnxruntime-trt":
+                runner = OrtRunner(self.model_path, trt_options=self.ort_trt_options or {})
+            else:
+                providers = (["CUDAExecutionProvider", "CPUExecutionProvider"] if self.device == "cuda"
+                             else ["CPUExecutionProvider"])
+                runner = OrtRunner(self.model_path, providers=providers)
             fixed = runner.batch
             if batch is not None and fixed is not None and batch != fixed:
                 raise MaskrtError(f"{os.path.basename(self.model_path)} takes batch {fixed} only (fixed-batch export); "
@@ -275,18 +313,57 @@ class RunnerSpec:
 
         from maskrt.model import build, load_checkpoint
 
-        from maskrt.export.onnx_export import resize_limits
+        from maskrt.model.presets import resolve_sizes
 
-        h, w = self.input_size
+        sizes = resolve_sizes(self.arch, self.input_size)
+        h, w = sizes.pop("input_size")
         torch.manual_seed(0)
-        model = build(self.arch, num_classes=self.num_classes, **{**resize_limits(h, w), **self.model_kwargs})
+        model = build(self.arch, num_classes=self.num_classes, **{**sizes, **self.model_kwargs})
         if self.model_path:
             load_checkpoint(self.model_path, model)
         return TorchRunner(model.eval(), (h, w), batch or 1, device=self.device, precision=self.precision,
                            cuda_graph=self.cuda_graph)
 
 
+BACKEND_NAMES = ("torch", "onnxruntime", "onnxruntime-trt", "tensorrt")
+
+
+def _open_engine(path: str, batch: Optional[int], cuda_graph: bool):
+    from maskrt.runtime.trt_runner import TrtRunner
+
+    runner = TrtRunner(path, cuda_graph=cuda_graph)
+    spec = runner.input_specs().get("images")
+    fixed = spec.shape[0] if spec is not None else None
+    name = os.path.basename(path)
+    if batch is not None and fixed is not None and batch != fixed:
+        raise MaskrtError(f"{name} takes batch {fixed} only; rebuild it from a --dynamic-batch export to run batch {batch}")
+    if batch is not None and fixed is None:
+        entry = next((e for e in runner.sidecar["inputs"] if e["name"] == "images"), {})
+        lo, hi = (entry.get("min") or [1])[0], (entry.get("max") or [batch])[0]
+        if not lo <= batch <= hi:
+            raise MaskrtError(f"{name} takes batch {lo} to {hi} (its optimization profile); rebuild it with "
+                              f"`maskrt build --min-batch/--max-batch` to run batch {batch}")
+    return runner
+
+
 def _require_cuda(backend: str) -> None:
+    if backend == "tensorrt":
+        import torch
+
+        from maskrt.export.engine_trt import import_tensorrt
+
+        import_tensorrt()
+        if not torch.cuda.is_available():
+            raise MaskrtError("TensorRT engines run on an NVIDIA GPU: torch sees no CUDA device")
+        return
+    if backend == "onnxruntime-trt":
+        from maskrt.runtime.runners import import_onnxruntime
+
+        available = import_onnxruntime().get_available_providers()
+        if "TensorrtExecutionProvider" not in available:
+            raise MaskrtError(f"the onnxruntime-trt backend needs onnxruntime's TensorRT provider (pip install "
+                              f"onnxruntime-gpu tensorrt); this onnxruntime offers {available}")
+        return
     if backend == "torch":
         import torch
 
@@ -407,7 +484,8 @@ class _Timer:
 
     def __init__(self, runner):
         self.runner = runner
-        self.cuda = runner.backend == "torch" and runner.device.startswith("cuda")
+        self.cuda = runner.backend in ("torch", "tensorrt") and runner.device.startswith("cuda")
+        self.stream = getattr(runner, "cuda_stream", None)  # None: the current stream
         if self.cuda:
             import torch
 
@@ -425,11 +503,11 @@ class _Timer:
             t0 = time.perf_counter()
             out = self.runner.execute(uploaded)
             return out, (time.perf_counter() - t0) * 1000.0, None
-        self.start.record()
+        self.start.record(self.stream)
         t0 = time.perf_counter()
         out = self.runner.execute(uploaded)
         enqueue = (time.perf_counter() - t0) * 1000.0
-        self.stop.record()
+        self.stop.record(self.stream)
         self.stop.synchronize()
         return out, self.start.elapsed_time(self.stop), enqueue
 
@@ -469,7 +547,7 @@ def measure_runner(runner, spec: RunnerSpec, images: list, batch: int, settings:
     _describe(run, runner, spec, timer, settings.stages)
     batches = _Batches(runner, images, batch, settings.distinct_batches)
     _memory_reset()
-    cuda_mem = timer.cuda
+    cuda_mem = timer.cuda and runner.backend == "torch"
     if cuda_mem:
         timer.torch.cuda.reset_peak_memory_stats(runner.device)
 
@@ -488,6 +566,11 @@ def measure_runner(runner, spec: RunnerSpec, images: list, batch: int, settings:
                   f"{run.label} b{batch} stages warm-up", warmup=True)
             _loop(lambda i: _stage_step(runner, batches, i, run), settings, hook, f"{run.label} b{batch} stages",
                   warmup=False)
+        if settings.layers:
+            if hasattr(runner, "profile_layers"):
+                run.layers = runner.profile_layers(batches.uploaded[0], settings.layer_iterations)
+            else:
+                run.notes.append(f"--layers: the {runner.backend} backend has no per-layer profile (TensorRT engines do)")
     except KeyboardInterrupt:
         run.status = "interrupted"
         run.notes.append("interrupted (Ctrl-C): the figures hold what was measured before")
@@ -497,7 +580,8 @@ def measure_runner(runner, spec: RunnerSpec, images: list, batch: int, settings:
         run.memory["gpu_note"] = "torch caching allocator peak (allocated tensors)"
     elif runner.device.startswith("cuda"):
         run.memory["peak_gpu_mb"] = None
-        run.memory["gpu_note"] = "not measured: onnxruntime's CUDA memory is outside torch's allocator"
+        owner = "TensorRT's" if runner.backend == "tensorrt" else "onnxruntime's CUDA"
+        run.memory["gpu_note"] = f"not measured: {owner} memory is outside torch's allocator"
     run.warnings.extend(warnings_for(run))
     return run
 
@@ -587,7 +671,7 @@ def profile(spec: RunnerSpec, batches: Sequence[int] = (1,), settings: Optional[
     spec.check()
     images = load_images(images_dir)
     report = _new_report("profile", settings, {"batches": list(batches), "images": images_dir or "generated",
-                                               "input_size": list(spec.input_size)})
+                                               "input_size": list(spec.input_size or ())})
     runners = [spec.open(b) for b in batches]  # refuse impossible batch sizes before measuring anything
     for b, runner in zip(batches, runners):
         with runner:

@@ -56,7 +56,7 @@ def summary_rows(report: LatencyReport) -> tuple[list[str], list[list[str]]]:
     if report.kind == "bench":
         ref = _reference(report)
         header = ["model", "backend", "precision", "status", "file size", "median ms", "p99 ms", "FPS",
-                  "img/s", "ratio", "mAP"]
+                  "img/s", "ratio", "bbox AP", "segm AP"]
         rows = []
         for run in report.runs:
             s = run.stat("model")
@@ -65,7 +65,8 @@ def summary_rows(report: LatencyReport) -> tuple[list[str], list[list[str]]]:
             rows.append([run.model.get("name", run.label), _variant(run), run.precision, _status(run),
                          _size(run.model.get("size_bytes")), _ms(s and s.median), _ms(s and s.p99),
                          _num(s and s.fps), _num(s and s.throughput), _num(ratio, 3),
-                         _num(acc.get("bbox_ap"), 3) if acc.get("bbox_ap") is not None else "—"])
+                         _num(100.0 * acc["bbox_ap"], 1) if acc.get("bbox_ap") is not None else "—",
+                         _num(100.0 * acc["segm_ap"], 1) if acc.get("segm_ap") is not None else "—"])
         return header, rows
     header = ["model", "backend", "device", "precision", "batch", "status", "median ms", "mean ± std ms", "p90 ms",
               "p95 ms", "p99 ms", "per-image ms", "throughput img/s", "FPS", "peak RSS MB", "peak GPU MB"]
@@ -100,6 +101,30 @@ def stage_rows(report: LatencyReport) -> tuple[list[str], list[list[str]]]:
         rows.append([run.model.get("name", run.label), _variant(run), str(run.batch)]
                     + [_ms(run.stat(s).median) for s in (*STAGES, "end_to_end")] + [_num(e2e.throughput)])
     return header, rows
+
+
+LAYER_ROWS = 25
+
+
+def layer_tables(report: LatencyReport, top: int = LAYER_ROWS) -> list[tuple[str, list[str], list[list[str]]]]:
+    """One (title, header, rows) per run with a per-layer profile: the ``top`` slowest layers by mean time, then
+    one row for the rest."""
+    out = []
+    for run in report.runs:
+        layers = run.layers or []
+        if not layers:
+            continue
+        rows = [[str(i + 1), str(r["name"]), _ms(r["mean_ms"]), f"{r['percent']:.1f}"] for i, r in
+                enumerate(layers[:top])]
+        rest = layers[top:]
+        if rest:
+            rows.append(["", f"({len(rest)} other layers)", _ms(sum(r["mean_ms"] for r in rest)),
+                         f"{sum(r['percent'] for r in rest):.1f}"])
+        total = sum(r["mean_ms"] for r in layers)
+        rows.append(["", "total (sum of layer means)", _ms(total), "100.0"])
+        out.append((f"{run.label} (batch {run.batch}): per-layer time, TensorRT profiler, "
+                    f"{layers[0].get('runs', '?')} runs", ["#", "layer", "mean ms", "% of total"], rows))
+    return out
 
 
 def _variant(run: Run) -> str:
@@ -180,7 +205,8 @@ def terminal_rows(report: LatencyReport) -> tuple[list[str], list[list[str]]]:
     row is not ok."""
     header, rows = summary_rows(report)
     if report.kind == "bench":
-        keep = ["model", "backend", "precision", "status", "file size", "median ms", "p99 ms", "FPS", "ratio", "mAP"]
+        keep = ["model", "backend", "precision", "status", "file size", "median ms", "p99 ms", "FPS", "ratio", "bbox AP",
+                "segm AP"]
     else:
         keep = ["model", "backend", "batch", "status", "median ms", "p90 ms", "p99 ms", "img/s", "FPS", "peak RSS MB",
                 "peak GPU MB"]
@@ -212,6 +238,8 @@ def print_report(report: LatencyReport, console=None) -> None:
                  "postprocess ms": "post", "end to end ms": "e2e", "end-to-end img/s": "e2e img/s"}
         _print_table(console, "Predictor stages (median ms)", [short.get(h, h) for h in sh], srows,
                      text_columns=("model", "backend"))
+    for title, lh, lrows in layer_tables(report):
+        _print_table(console, title, lh, lrows, text_columns=("layer",))
     if ratio_note(report):
         console.print(f"[dim]{escape(ratio_note(report))}[/dim]")
     timing = sorted({r.timing for r in report.runs if r.figures})
@@ -269,6 +297,8 @@ def to_markdown(report: LatencyReport) -> str:
     sh, srows = stage_rows(report)
     if srows:
         parts += ["### Predictor stages (median ms)", "", _md_table(sh, srows), ""]
+    for title, lh, lrows in layer_tables(report):
+        parts += [f"### {title}", "", _md_table(lh, lrows), ""]
     parts += [f"{settings_line(report)}. Percentiles: {DEFINITIONS['percentile']}.", ""]
     warnings = all_warnings(report)
     if warnings:
@@ -449,12 +479,14 @@ document.querySelectorAll('table.sortable th').forEach(function (th, col) {
 """
 
 
-def to_html(report: LatencyReport, title: Optional[str] = None, extra_sections: str = "") -> str:
+def to_html(report: LatencyReport, title: Optional[str] = None, extra_sections: str = "", lead_sections: str = "") -> str:
+    """The report as one self-contained page; ``lead_sections`` (HTML) go before the latency tables and
+    ``extra_sections`` after them."""
     title = title or f"maskrt {report.kind} report"
     header, rows = summary_rows(report)
     parts = [f"<h1>{html.escape(title)}</h1>",
              f'<p class="note">{html.escape(report.created)} · {html.escape(settings_line(report))}</p>',
-             "<h2>Model latency</h2>", _html_table(header, rows)]
+             lead_sections, "<h2>Model latency</h2>", _html_table(header, rows)]
     if ratio_note(report):
         parts.append(f'<p class="note">{html.escape(ratio_note(report))}</p>')
     warnings = all_warnings(report)
@@ -467,6 +499,8 @@ def to_html(report: LatencyReport, title: Optional[str] = None, extra_sections: 
     sh, srows = stage_rows(report)
     if srows:
         parts += ["<h2>Predictor stages</h2>", _html_table(sh, srows), svg_stages(report)]
+    for title, lh, lrows in layer_tables(report):
+        parts += [f"<h2>{html.escape(title)}</h2>", _html_table(lh, lrows)]
     tp = svg_throughput(report)
     if tp:
         parts += ["<h2>Throughput vs batch size</h2>", tp]

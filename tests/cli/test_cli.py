@@ -64,8 +64,9 @@ def test_detect_with_checkpoint_and_image_file(tmp_path):
 @pytest.mark.parametrize(
     "args,fragment",
     [
-        (["detect", "--arch", "maskrcnn_resnet18_fpn"], "exactly one of --weights FILE or --random-weights"),
+        (["detect", "--arch", "maskrcnn_resnet18_fpn"], "maskrcnn_resnet18_fpn ships no weights: pass --weights FILE (a checkpoint) or --random-weights"),
         (["detect", "--random-weights", "--arch", "nope"], "unknown model 'nope'"),
+        (["detect", "--weights", "w.pth", "--random-weights"], "pass one of --weights FILE or --random-weights, not both"),
         (["detect", "--random-weights", "--size", "big"], "--size must look like HxW"),
         (["detect", "--random-weights", "--num-classes", "1"], "num_classes must be an integer >= 2"),
         (["detect", "--weights", "/nonexistent/w.pth"], "checkpoint not found"),

@@ -58,7 +58,7 @@ def test_predict_writes_pngs_and_coco_json(exported, tmp_path):
 
 @pytest.mark.parametrize("args,fragment", [
     (["export", "--arch", "maskrcnn_resnet18_fpn", "--random-weights", "--opset", "11", "-o", "x.onnx"], "RoiAlign"),
-    (["export", "--arch", "maskrcnn_resnet18_fpn", "-o", "x.onnx"], "exactly one of --weights FILE or --random-weights"),
+    (["export", "--arch", "maskrcnn_resnet18_fpn", "-o", "x.onnx"], "maskrcnn_resnet18_fpn ships no weights: pass --weights FILE (a checkpoint) or --random-weights"),
     (["export", "--arch", "maskrcnn_resnet18_fpn", "--random-weights", "--input-size", "big", "-o", "x.onnx"], "HxW"),
     (["export", "--arch", "maskrcnn_resnet18_fpn", "--random-weights", "-o", "/nonexistent/dir/x.onnx"], "does not exist"),
 ])

@@ -77,15 +77,15 @@ def test_markdown_tables():
     assert "### Predictor stages" in md and "### Environment" in md and "Test CPU (2 usable cores)" in md
 
 
-def test_bench_table_ratio_and_map_column():
+def test_bench_table_ratio_and_ap_columns():
     report = _report("bench")
     header, rows = reports.summary_rows(report)
-    assert header[-2:] == ["ratio", "mAP"]
+    assert header[-3:] == ["ratio", "bbox AP", "segm AP"]
     # medians are base + 1.0 ms (11, 21, 41): ratios 21/11 and 41/11
-    assert [r[-2] for r in rows] == ["1.000", "1.909", "3.727", "—"]
-    assert rows[0][-1] == "—"
-    report.runs[0].accuracy = {"bbox_ap": 0.75}
-    assert reports.summary_rows(report)[1][0][-1] == "0.750"
+    assert [r[-3] for r in rows] == ["1.000", "1.909", "3.727", "—"]
+    assert rows[0][-2:] == ["—", "—"]
+    report.runs[0].accuracy = {"bbox_ap": 0.75, "segm_ap": 0.6124}
+    assert reports.summary_rows(report)[1][0][-2:] == ["75.0", "61.2"]
     assert "ratio: median latency divided by that of m.onnx [onnxruntime]" in reports.to_markdown(report)
 
 
