@@ -86,6 +86,41 @@ def _check_outputs(*paths):
                 raise MaskrtError(f"cannot write {p}: folder {folder} does not exist")
 
 
+def _load_dataset(annotations, images_dir, limit):
+    import os
+
+    if annotations is None:
+        if images_dir or limit is not None:
+            raise MaskrtError("--dataset-images and --dataset-limit need --dataset ANNOTATIONS.json")
+        return None
+    from maskrt.data.evaluate import load_coco
+
+    images_dir = images_dir or os.path.join(os.path.dirname(os.path.abspath(annotations)), "images")
+    return load_coco(annotations, images_dir, limit)
+
+
+def _fill_accuracy(report, specs, dataset) -> None:
+    """COCO AP of every row that ran, through the same RunnerSpec (so the numbers are `maskrt eval`'s)."""
+    import os
+
+    from maskrt.data.evaluate import evaluate
+
+    for run, spec in zip(report.runs, specs):
+        if run.status not in ("ok", "interrupted"):
+            continue
+        click.echo(f"evaluating {run.label} on {dataset.num_images} images ...", err=True)
+        try:
+            result = evaluate(spec, dataset, batch=run.batch)
+        except MaskrtError as e:
+            run.notes.append(f"accuracy not measured: {e}")
+            click.echo(f"{run.label}: accuracy not measured: {e}", err=True)
+            continue
+        run.accuracy = {"bbox_ap": (result.metrics.get("bbox") or {}).get("AP"),
+                        "segm_ap": (result.metrics.get("segm") or {}).get("AP"),
+                        "metrics": result.metrics, "dataset": os.path.abspath(dataset.path),
+                        "num_images": result.num_images}
+
+
 def _emit(report, json_out, md_out, html_out):
     from maskrt.runtime import reports
 
@@ -162,13 +197,19 @@ def profile_cmd(model_path, backend, batches, stages, layers, fp16, cuda_graph, 
 @click.option("--backends", default=None, help=f"Comma-separated, from {', '.join(BACKENDS)}; default: every one "
               "that applies (torch variants for checkpoints, onnxruntime for .onnx, tensorrt for engines; fp16 and CUDA graphs on cuda).")
 @click.option("--batch", type=int, default=1, show_default=True, help="Batch size for every row.")
+@click.option("--dataset", "dataset_json", type=click.Path(dir_okay=False),
+              help="COCO annotations: every row is also evaluated (bbox and segm AP columns).")
+@click.option("--dataset-images", type=click.Path(file_okay=False),
+              help="The dataset's image folder (default: images/ next to the annotations).")
+@click.option("--dataset-limit", type=int, help="Evaluate on the first N images only.")
 @_timing_options
-def bench_cmd(models, backends, batch, warmup_iterations, warmup_seconds, iterations, duration, images_dir, arch,
-              num_classes, input_size, device, json_out, md_out, html_out):
+def bench_cmd(models, backends, batch, dataset_json, dataset_images, dataset_limit, warmup_iterations, warmup_seconds,
+              iterations, duration, images_dir, arch, num_classes, input_size, device, json_out, md_out, html_out):
     """Several MODELs and backends side by side, measured in alternating order.
 
     One table: model, backend, precision, status, file size, latency median and p99, FPS, ratio to the first row
-    (and mAP once `maskrt eval` can fill it). A row that fails says why and the others go on.
+    and, with --dataset, COCO bbox and segm AP per row (`maskrt eval`'s numbers). A row that fails says why and the
+    others go on.
     """
     from maskrt.export.onnx_export import parse_size
     from maskrt.runtime.profiling import RunnerSpec, bench
@@ -208,7 +249,10 @@ def bench_cmd(models, backends, batch, warmup_iterations, warmup_seconds, iterat
         raise MaskrtError(f"none of --backends {backends} applies to the models given (torch variants take "
                           "checkpoints, onnxruntime and onnxruntime-trt take .onnx files, tensorrt takes engines)")
     _check_outputs(json_out, md_out, html_out)
+    dataset = _load_dataset(dataset_json, dataset_images, dataset_limit)  # refuse a bad dataset before timing
     report = _with_progress(lambda hook: bench(specs, batch, settings, images_dir, hook))
+    if dataset is not None:
+        _fill_accuracy(report, specs, dataset)
     _emit(report, json_out, md_out, html_out)
     if all(r.status == "failed" for r in report.runs):
         raise MaskrtError("every row failed (reasons in the table)")

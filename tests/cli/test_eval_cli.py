@@ -117,3 +117,28 @@ def test_bad_input_is_one_line_without_traceback(files, tmp_path, case):
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], r.stderr
     assert not out.exists() and not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+def test_bench_dataset_fills_the_ap_columns_with_evals_numbers(files, tmp_path):
+    _, onnx_path, _, ann, images = files
+    out = tmp_path / "bench.json"
+    r = CliRunner().invoke(cli, ["bench", str(onnx_path), "--iterations", "2", "--warmup", "0", "--dataset", str(ann),
+                                 "--dataset-images", str(images), "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "bbox AP" in r.output and "segm AP" in r.output
+    run_ = json.loads(out.read_text())["runs"][0]
+    e = CliRunner().invoke(cli, ["eval", str(onnx_path), "--coco", str(ann), "--images", str(images),
+                                 "--json", str(tmp_path / "eval.json")])
+    assert e.exit_code == 0, e.output
+    metrics = json.loads((tmp_path / "eval.json").read_text())["metrics"]
+    assert run_["accuracy"]["bbox_ap"] == metrics["bbox"]["AP"]
+    assert run_["accuracy"]["segm_ap"] == metrics["segm"]["AP"]
+    assert run_["accuracy"]["num_images"] == 3
+
+
+def test_bench_dataset_bad_input_before_timing(files, tmp_path):
+    _, onnx_path, _, ann, images = files
+    r = CliRunner().invoke(cli, ["bench", str(onnx_path), "--iterations", "2", "--dataset", str(tmp_path / "no.json")])
+    assert r.exit_code == 2 and "error:" in r.output and "no.json" in r.output
+    r = CliRunner().invoke(cli, ["bench", str(onnx_path), "--iterations", "2", "--dataset-limit", "3"])
+    assert r.exit_code == 2 and "need --dataset ANNOTATIONS.json" in r.output
