@@ -163,7 +163,7 @@ def run_demo(settings: DemoSettings, console=None) -> dict:
     ref = accuracy[0]
     for row in accuracy:
         for kind in ("bbox", "segm"):
-            row[f"{kind}_ap_delta_points"] = round(100.0 * (row[kind]["AP"] - ref[kind]["AP"]), 3)
+            row[f"{kind}_ap_delta_points"] = round(100.0 * (row[kind]["AP"] - ref[kind]["AP"]), 3) + 0.0  # no -0.0
     step("evaluate")
 
     # 5. latency side by side

@@ -56,8 +56,9 @@ def test_demo_accuracy_parity(demo):
     torch_row, ort32, ort16 = summary["accuracy"][:3]
     # The embedded model is trained: far above what an untrained model scores on this set.
     assert torch_row["bbox"]["AP"] > 0.5 and torch_row["segm"]["AP"] > 0.5
-    assert ort32["bbox"]["AP"] == torch_row["bbox"]["AP"] and ort32["segm"]["AP"] == torch_row["segm"]["AP"]
-    assert ort32["bbox_ap_delta_points"] == 0.0 and ort32["segm_ap_delta_points"] == 0.0
+    # fp32: the same AP at the precision AP is reported with (0.1 points), with a margin of 20x; an exact tie is
+    # the usual outcome, but one mask pixel whose probability sits at 0.5 may flip between backends.
+    assert abs(ort32["bbox_ap_delta_points"]) < 0.005 and abs(ort32["segm_ap_delta_points"]) < 0.005
     assert abs(ort16["bbox_ap_delta_points"]) <= 0.3 and abs(ort16["segm_ap_delta_points"]) <= 0.3
 
 
