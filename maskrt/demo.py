@@ -95,10 +95,11 @@ def run_demo(settings: DemoSettings, console=None) -> dict:
     if not os.path.isfile(weights):
         raise MaskrtError(f"weights not found: {weights}")
     out = settings.out_dir
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as e:
-        raise MaskrtError(f"cannot create output folder {out}: {e.strerror}") from None
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise MaskrtError(f"output folder {out} is an existing file")
+    from maskrt.fileio import ensure_writable_folder
+
+    ensure_writable_folder(out)
     timings: dict[str, float] = {}
 
     def step(name):
@@ -264,10 +265,9 @@ def _html_sections(summary: dict, pictures) -> str:
 
 
 def _write_text(text: str, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    from maskrt.fileio import write_text_atomic
+
+    write_text_atomic(path, text)
 
 
 def _write_json(obj, path: str) -> None:

@@ -33,13 +33,38 @@ PACKAGE = ROOT / "maskrt"
 THIN = PACKAGE / "export" / "engine_trt.py"
 
 
-def _surface_dir() -> pathlib.Path:
+FIXTURES = ROOT / "tests" / "fixtures" / "tensorrt_api"  # trimmed copies (tools/trim_tensorrt_api.py)
+
+
+def _full_surface_dir():
     candidates = [os.environ.get("MASKRT_TRT_API_DIR"), ROOT / "shared" / "tensorrt-api",
                   ROOT.parent / "shared" / "tensorrt-api"]
     for c in candidates:
         if c and (pathlib.Path(c) / "tensorrt-11.1.json").is_file():
             return pathlib.Path(c)
-    pytest.skip("TensorRT API surfaces (shared/tensorrt-api/*.json) not found; set MASKRT_TRT_API_DIR")
+    return None
+
+
+def _surface_dir() -> pathlib.Path:
+    """The full surfaces when present (../shared/tensorrt-api or MASKRT_TRT_API_DIR), else the trimmed copies."""
+    return _full_surface_dir() or FIXTURES
+
+
+def test_trimmed_surfaces_match_the_full_ones():
+    """The checked-in copies are exactly tools/trim_tensorrt_api.py's trimming of the full surfaces."""
+    full = _full_surface_dir()
+    if full is None:
+        pytest.skip("the full TensorRT API surfaces are not here (../shared/tensorrt-api); the trimmed copies are used")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("trim_tensorrt_api", ROOT / "tools" / "trim_tensorrt_api.py")
+    trim = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(trim)
+    for version in ("10.16", "11.1"):
+        with open(full / f"tensorrt-{version}.json", encoding="utf-8") as f:
+            expected = trim.trim(json.load(f))
+        with open(FIXTURES / f"tensorrt-{version}.json", encoding="utf-8") as f:
+            assert json.load(f) == expected, f"run: python tools/trim_tensorrt_api.py (TensorRT {version})"
 
 
 @pytest.fixture(scope="module")

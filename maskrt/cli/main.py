@@ -239,14 +239,9 @@ def predict_cmd(model_path, images, arch, num_classes, input_size, backend, devi
         raise MaskrtError("--backend onnxruntime needs an .onnx file; export the checkpoint with `maskrt export`")
     if not 0.0 <= score_threshold <= 1.0:
         raise MaskrtError(f"--score-threshold must be in [0, 1], got {score_threshold}")
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-        probe = os.path.join(out_dir, ".maskrt-write-test")
-        with open(probe, "w"):
-            pass
-        os.unlink(probe)
-    except OSError as e:
-        raise MaskrtError(f"cannot write to output folder {out_dir}: {e.strerror}") from None
+    from maskrt.fileio import ensure_writable_folder
+
+    ensure_writable_folder(out_dir)
     if is_engine:
         from maskrt.runtime.profiling import RunnerSpec
 

@@ -22,6 +22,7 @@ from functools import lru_cache
 import numpy as np
 
 from maskrt.errors import MaskrtError
+from maskrt.fileio import ensure_writable_folder, write_text_atomic
 
 
 CLASSES: tuple[str, ...] = ("circle", "rectangle", "triangle", "star")
@@ -311,16 +312,8 @@ def write_coco(out_dir: str, count: int, seed: int, *, progress: bool = False, s
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise MaskrtError(f"output folder {out_dir} is an existing file")
     images_dir = os.path.join(out_dir, "images")
-    try:
-        os.makedirs(images_dir, exist_ok=True)
-        probe = os.path.join(out_dir, ".maskrt-write-test")
-        with open(probe, "w"):
-            pass
-        os.unlink(probe)
-    except OSError as e:
-        raise MaskrtError(f"cannot write to output folder {out_dir}: {e.strerror}") from None
+    ensure_writable_folder(images_dir)
     json_path = os.path.join(out_dir, "annotations.json")
-    tmp = json_path + ".tmp"
     images, annotations = [], []
     from rich.progress import Progress
 
@@ -339,11 +332,7 @@ def write_coco(out_dir: str, count: int, seed: int, *, progress: bool = False, s
         data = {"info": {"description": "maskrt synthetic shapes", "seed": int(seed), "start": int(start),
                          "count": int(count)},
                 "licenses": [], "images": images, "annotations": annotations, "categories": categories()}
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-        os.replace(tmp, json_path)
     except OSError as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         raise MaskrtError(f"cannot write the dataset to {out_dir}: {e.strerror or e}") from None
+    write_text_atomic(json_path, json.dumps(data))
     return json_path

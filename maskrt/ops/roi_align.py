@@ -105,6 +105,17 @@ def _axis_samples(start: Tensor, bin_size: Tensor, pooled: int, grid: int, size:
     return low, high, torch.where(inside, w_low, zero), torch.where(inside, w_high, zero)
 
 
+def _corners(ylo, yhi, wylo, wyhi, xlo, xhi, wxlo, wxhi, iy: int, ix: int):
+    """The four bilinear neighbours of sample (iy, ix) of every bin, in the reference kernel's order:
+    (row index, row weight, column index, column weight) for (low, low), (low, high), (high, low), (high, high)."""
+    return (
+        (ylo[:, :, iy], wylo[:, :, iy], xlo[:, :, ix], wxlo[:, :, ix]),
+        (ylo[:, :, iy], wylo[:, :, iy], xhi[:, :, ix], wxhi[:, :, ix]),
+        (yhi[:, :, iy], wyhi[:, :, iy], xlo[:, :, ix], wxlo[:, :, ix]),
+        (yhi[:, :, iy], wyhi[:, :, iy], xhi[:, :, ix], wxhi[:, :, ix]),
+    )
+
+
 def _pool_group(
     flat: Tensor, height: int, width: int, batch: Tensor, y0: Tensor, x0: Tensor, bin_h: Tensor, bin_w: Tensor,
     ph: int, pw: int, gh: int, gw: int, mode: str,
@@ -129,14 +140,7 @@ def _pool_group(
     for iy in range(gh):
         for ix in range(gw):
             val = out if first else taps[1]
-            for corner, (yi, wy, xi, wx) in enumerate(
-                (
-                    (ylo[:, :, iy], wylo[:, :, iy], xlo[:, :, ix], wxlo[:, :, ix]),
-                    (ylo[:, :, iy], wylo[:, :, iy], xhi[:, :, ix], wxhi[:, :, ix]),
-                    (yhi[:, :, iy], wyhi[:, :, iy], xlo[:, :, ix], wxlo[:, :, ix]),
-                    (yhi[:, :, iy], wyhi[:, :, iy], xhi[:, :, ix], wxhi[:, :, ix]),
-                )
-            ):
+            for corner, (yi, wy, xi, wx) in enumerate(_corners(ylo, yhi, wylo, wyhi, xlo, xhi, wxlo, wxhi, iy, ix)):
                 index = (base + yi[:, :, None] * width + xi[:, None, :]).reshape(-1)
                 w = (wy[:, :, None] * wx[:, None, :]).reshape(-1, 1).to(flat.dtype)
                 if corner == 0:
@@ -164,12 +168,7 @@ def _pool_group_differentiable(flat, width, base, ylo, yhi, wylo, wyhi, xlo, xhi
     for iy in range(gh):
         for ix in range(gw):
             val = None
-            for yi, wy, xi, wx in (
-                (ylo[:, :, iy], wylo[:, :, iy], xlo[:, :, ix], wxlo[:, :, ix]),
-                (ylo[:, :, iy], wylo[:, :, iy], xhi[:, :, ix], wxhi[:, :, ix]),
-                (yhi[:, :, iy], wyhi[:, :, iy], xlo[:, :, ix], wxlo[:, :, ix]),
-                (yhi[:, :, iy], wyhi[:, :, iy], xhi[:, :, ix], wxhi[:, :, ix]),
-            ):
+            for yi, wy, xi, wx in _corners(ylo, yhi, wylo, wyhi, xlo, xhi, wxlo, wxhi, iy, ix):
                 index = (base + yi[:, :, None] * width + xi[:, None, :]).reshape(-1)
                 w = (wy[:, :, None] * wx[:, None, :]).reshape(-1, 1).to(flat.dtype)
                 term = flat.index_select(0, index) * w

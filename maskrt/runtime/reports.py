@@ -255,16 +255,9 @@ def _write_atomic(path: str, text: str) -> str:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise MaskrtError(f"cannot write {path}: folder {folder} does not exist")
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise MaskrtError(f"cannot write {path}: {e.strerror}") from None
-    return path
+    from maskrt.fileio import write_text_atomic
+
+    return write_text_atomic(path, text)
 
 
 def write_json(report: LatencyReport, path: str) -> str:

@@ -72,9 +72,9 @@ def test_losses_fall_on_a_tiny_batch_and_reach_the_trunk():
         optimizer.zero_grad()
         total.backward()
         if step == 0:
-            first = {k: float(v) for k, v in losses.items()}
+            first = {k: float(v.detach()) for k, v in losses.items()}
         optimizer.step()
-        last = {k: float(v) for k, v in losses.items()}
+        last = {k: float(v.detach()) for k, v in losses.items()}
     assert sum(last.values()) < 0.6 * sum(first.values()), (first, last)
 
 
