@@ -185,7 +185,18 @@ def capabilities(report: dict) -> list[dict]:
         (bool(report.get("cmake")), "cmake", "apt install cmake (or pip install cmake)"),
         (bool(report["nvcc"].get("path")), "nvcc", "install the CUDA toolkit"),
         (trt_ok, "tensorrt (for the plugin)", trt_hint)])
-    row("eval", [torch_need, (bool(report.get("pycocotools")), "pycocotools", "pip install pycocotools")])
+    coco_need = (bool(report.get("pycocotools")), "pycocotools", "pip install pycocotools")
+    row("eval", [torch_need, coco_need])
+    row("data shapes", [coco_need])
+    row("train", [torch_need])
+    from maskrt.model.presets import get_preset
+
+    row("demo (torch, ONNX Runtime fp32/fp16)", [torch_need, onnx_need, ort_need, coco_need,
+        (get_preset("shapes").weights_path() is not None, "the embedded shapes weights",
+         "reinstall maskrt (maskrt/model/weights/shapes.safetensors is missing)"),
+        (bool(report.get("onnxruntime_extensions")), "onnxruntime-extensions (TensorRT-target check)",
+         "pip install onnxruntime-extensions")])
+    row("demo: + TensorRT engine row", [trt_need, cuda_need])
     return rows
 
 
