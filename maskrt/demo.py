@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Optional
 
 from maskrt.errors import MaskrtError
+from maskrt.fileio import ensure_writable_folder, write_text_atomic
 
 VALIDATION_SEED = 1000  # never used for training (the embedded model trained on data seed 1)
 ARCH = "shapes"
@@ -97,8 +98,6 @@ def run_demo(settings: DemoSettings, console=None) -> dict:
     out = settings.out_dir
     if os.path.exists(out) and not os.path.isdir(out):
         raise MaskrtError(f"output folder {out} is an existing file")
-    from maskrt.fileio import ensure_writable_folder
-
     ensure_writable_folder(out)
     timings: dict[str, float] = {}
 
@@ -200,11 +199,11 @@ def run_demo(settings: DemoSettings, console=None) -> dict:
         "seconds": timings,
     }
     summary["seconds"]["total"] = round(time.perf_counter() - began, 2)
-    _write_json(summary, os.path.join(out, "demo.json"))
+    write_text_atomic(os.path.join(out, "demo.json"), json.dumps(summary, indent=2) + "\n")
     page = to_html(latency, title="maskrt demo: the embedded shapes model",
                    lead_sections=_html_sections(summary, pictures))
     report_path = os.path.join(out, "report.html")
-    _write_text(page, report_path)
+    write_text_atomic(report_path, page)
     summary["report"] = os.path.abspath(report_path)
     return summary
 
@@ -273,14 +272,6 @@ def _html_sections(summary: dict, pictures) -> str:
     return "\n".join(parts)
 
 
-def _write_text(text: str, path: str) -> None:
-    from maskrt.fileio import write_text_atomic
-
-    write_text_atomic(path, text)
-
-
-def _write_json(obj, path: str) -> None:
-    _write_text(json.dumps(obj, indent=2) + "\n", path)
 
 
 def print_summary(summary: dict, console=None) -> None:

@@ -35,6 +35,7 @@ def main() -> int:
 
     from maskrt.data.evaluate import evaluate, load_coco
     from maskrt.data.shapes import write_coco
+    from maskrt.fileio import write_text_atomic
     from maskrt.model import build
     from maskrt.runtime.environment import file_sha256
     from maskrt.runtime.profiling import RunnerSpec
@@ -93,11 +94,7 @@ def main() -> int:
         },
         "ship_command": "python tools/ship_shapes.py " + " ".join(sys.argv[1:]),
     }
-    tmp = os.path.join(WEIGHTS_DIR, "shapes.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, os.path.join(WEIGHTS_DIR, "shapes.json"))
+    write_text_atomic(os.path.join(WEIGHTS_DIR, "shapes.json"), json.dumps(record, indent=2) + "\n")
     print(json.dumps(record["validation"], indent=2))
     print(f"shipped {weights} ({record['size_bytes'] / 1e6:.2f} MB)")
     return 0

@@ -66,14 +66,6 @@ def parse_size(text: str | Sequence[int], what: str = "--input-size") -> tuple[i
     return h, w
 
 
-def resize_limits(h: int, w: int, min_size: Optional[int] = None, max_size: Optional[int] = None) -> dict:
-    """The model's min_size/max_size for an export size: torchvision's 800/1333 at the default 800x1344,
-    otherwise the export size's own short and long sides; explicit values win."""
-    if (h, w) == DEFAULT_INPUT_SIZE:
-        return {"min_size": min_size or 800, "max_size": max_size or 1333}
-    return {"min_size": min_size or min(h, w), "max_size": max_size or max(h, w)}
-
-
 def ir_version_for(opset: int) -> int:
     """The lowest ONNX IR version that carries ``opset`` (onnxruntime refuses IR versions newer than it knows)."""
     import onnx.helper

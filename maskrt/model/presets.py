@@ -113,8 +113,8 @@ def resolve_sizes(name: Optional[str], input_size=None, min_size: Optional[int] 
     default_hw = tuple(preset.input_size) if preset else (800, 1344)
     h, w = (int(v) for v in (input_size or default_hw))
     if (h, w) == default_hw:
-        base_min = (preset.defaults.get("min_size") if preset else None) or (800 if (h, w) == (800, 1344) else min(h, w))
-        base_max = (preset.defaults.get("max_size") if preset else None) or (1333 if (h, w) == (800, 1344) else max(h, w))
+        cfg = {**MASKRCNN_DEFAULTS, **(preset.defaults if preset else {})}
+        base_min, base_max = cfg["min_size"], cfg["max_size"]
     else:
         base_min, base_max = min(h, w), max(h, w)
     return {"input_size": (h, w), "min_size": int(min_size or base_min), "max_size": int(max_size or base_max)}

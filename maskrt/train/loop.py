@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from maskrt.errors import MaskrtError
+from maskrt.fileio import write_text_atomic
 from maskrt.model import build
 from maskrt.model import transform as T
 from maskrt.train import inference_state_dict, trainable
@@ -97,12 +98,6 @@ def _atomic_torch_save(obj, path: str) -> None:
     os.replace(tmp, path)
 
 
-def _atomic_json(obj, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def save_safetensors(state: dict, path: str, metadata: Optional[dict] = None) -> None:
@@ -215,5 +210,5 @@ def train(config: TrainConfig, *, resume: bool = False,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
-    _atomic_json(record, os.path.join(config.out_dir, "train.json"))
+    write_text_atomic(os.path.join(config.out_dir, "train.json"), json.dumps(record, indent=2) + "\n")
     return record

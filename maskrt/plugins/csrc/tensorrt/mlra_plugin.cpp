@@ -25,6 +25,7 @@
 #include <mutex>
 #include <new>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "maskrt_mlra.h"
@@ -171,6 +172,25 @@ bool readMode(PluginField const& f, int32_t* out)
     return false;
 }
 
+// When `name` is one of the integer fields, read `f` into it (`*ok`: whether it parsed) and return true.
+bool readIntField(std::string const& name, PluginField const& f, Config* config, bool* ok)
+{
+    static std::pair<char const*, int32_t Config::*> const kIntFields[] = {
+        {"output_height", &Config::outputHeight}, {"output_width", &Config::outputWidth},
+        {"sampling_ratio", &Config::samplingRatio}, {"aligned", &Config::aligned},
+        {"canonical_scale", &Config::canonicalScale}, {"canonical_level", &Config::canonicalLevel},
+    };
+    for (auto const& field : kIntFields)
+    {
+        if (name == field.first)
+        {
+            *ok = readInt(f, &(config->*field.second));
+            return true;
+        }
+    }
+    return false;
+}
+
 // Parse a field collection into `config`; false (with a log line) on an unknown, malformed or invalid field.
 bool parseFields(PluginFieldCollection const* fc, Config* config)
 {
@@ -184,46 +204,25 @@ bool parseFields(PluginFieldCollection const* fc, Config* config)
         PluginField const& f = fc->fields[i];
         std::string const name = f.name ? f.name : "";
         bool ok = true;
-        if (name == "output_height")
+        if (!readIntField(name, f, config, &ok))
         {
-            ok = readInt(f, &config->outputHeight);
-        }
-        else if (name == "output_width")
-        {
-            ok = readInt(f, &config->outputWidth);
-        }
-        else if (name == "sampling_ratio")
-        {
-            ok = readInt(f, &config->samplingRatio);
-        }
-        else if (name == "aligned")
-        {
-            ok = readInt(f, &config->aligned);
-        }
-        else if (name == "canonical_scale")
-        {
-            ok = readInt(f, &config->canonicalScale);
-        }
-        else if (name == "canonical_level")
-        {
-            ok = readInt(f, &config->canonicalLevel);
-        }
-        else if (name == "mode")
-        {
-            ok = readMode(f, &config->mode);
-        }
-        else if (name == "scales")
-        {
-            ok = readFloats(f, &config->scales);
-        }
-        else if (name == "plugin_version" || name == "plugin_namespace")
-        {
-            continue;  // ONNX node attributes that select the plugin, not fields of it
-        }
-        else
-        {
-            log(ILogger::Severity::kWARNING, "ignoring unknown field '" + name + "'");
-            continue;
+            if (name == "mode")
+            {
+                ok = readMode(f, &config->mode);
+            }
+            else if (name == "scales")
+            {
+                ok = readFloats(f, &config->scales);
+            }
+            else if (name == "plugin_version" || name == "plugin_namespace")
+            {
+                continue;  // ONNX node attributes that select the plugin, not fields of it
+            }
+            else
+            {
+                log(ILogger::Severity::kWARNING, "ignoring unknown field '" + name + "'");
+                continue;
+            }
         }
         if (!ok)
         {
