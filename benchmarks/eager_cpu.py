@@ -31,9 +31,8 @@ for p in (str(REPO), str(HERE)):
         sys.path.insert(0, p)
 
 import torch  # noqa: E402
-
-import torchvision_parity as tp  # noqa: E402  (exits with status 2 when torchvision is missing)
 import torchvision  # noqa: E402
+import torchvision_parity as tp  # noqa: E402  (exits with status 2 when torchvision is missing)
 
 import maskrt  # noqa: E402
 from maskrt.model import build  # noqa: E402

@@ -34,9 +34,10 @@ print(json.dumps({"export_seconds": time.perf_counter() - t, "size_bytes": r.siz
 
 def cpu_model() -> str:
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return platform.processor()
@@ -57,9 +58,9 @@ def main() -> None:
     print(f"export: {export['export_seconds']:.1f} s, peak RSS {export['peak_rss_mb']:.0f} MB, "
           f"file {export['size_bytes'] / 2**20:.1f} MB (goals: <= 60 s, <= 4096 MB)")
 
+    from maskrt.backends import OrtRunner, TorchRunner
     from maskrt.data.images import synthetic_image
     from maskrt.model import build
-    from maskrt.runtime import OrtRunner, TorchRunner
 
     torch.manual_seed(0)  # the same weights the child exported
     model = build("maskrcnn_resnet50_fpn").eval()

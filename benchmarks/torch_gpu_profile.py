@@ -39,9 +39,10 @@ def confident_checkpoint(arch: str, path: str) -> None:
 
 def agreement(spec_args: dict, path: str) -> dict:
     """fp16 and fp16 + CUDA graph against fp32 on one generated image, with verify's fp16 tolerance."""
-    from maskrt.export.verify import compare_outputs
-    from maskrt.runtime.profiling import RunnerSpec, load_images
-    from maskrt.runtime.predictor import prepare
+    from maskrt.backends.select import RunnerSpec
+    from maskrt.data.images import sample_images as load_images
+    from maskrt.evaluation.verify import compare_outputs
+    from maskrt.inference.predictor import prepare
 
     images = load_images(None, count=1, seed=7)
     outs = {}
@@ -70,8 +71,9 @@ def main() -> int:
         print("no CUDA device: this benchmark needs a GPU", file=sys.stderr)
         return 2
 
-    from maskrt.runtime import reports
-    from maskrt.runtime.profiling import ProfileSettings, RunnerSpec, bench
+    from maskrt.backends.select import RunnerSpec
+    from maskrt.profiling import render as reports
+    from maskrt.profiling.measure import ProfileSettings, bench
 
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     ckpt = os.path.join(os.path.dirname(os.path.abspath(args.json)), f"{args.arch}_random.safetensors")

@@ -30,8 +30,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 try:
-    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone  # noqa: E402
-    from torchvision.models.detection.mask_rcnn import MaskRCNN as TVMaskRCNN  # noqa: E402
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.models.detection.mask_rcnn import MaskRCNN as TVMaskRCNN
 except Exception as e:  # pragma: no cover - depends on the interpreter
     print(f"torchvision is not importable here ({type(e).__name__}: {e}); use the reference virtualenv "
           "(bash benchmarks/setup_torchvision_venv.sh)", file=sys.stderr)

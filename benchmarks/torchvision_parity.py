@@ -42,13 +42,13 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 try:
-    import torchvision  # noqa: E402
-    from torchvision.models import resnet50  # noqa: E402
-    from torchvision.models.detection import maskrcnn_resnet50_fpn_v2  # noqa: E402
-    from torchvision.models.detection._utils import overwrite_eps  # noqa: E402
-    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor, resnet_fpn_backbone  # noqa: E402
-    from torchvision.models.detection.mask_rcnn import MaskRCNN as TVMaskRCNN  # noqa: E402
-    from torchvision.ops.misc import FrozenBatchNorm2d as TVFrozenBN  # noqa: E402
+    import torchvision
+    from torchvision.models import resnet50
+    from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
+    from torchvision.models.detection._utils import overwrite_eps
+    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor, resnet_fpn_backbone
+    from torchvision.models.detection.mask_rcnn import MaskRCNN as TVMaskRCNN
+    from torchvision.ops.misc import FrozenBatchNorm2d as TVFrozenBN
 except Exception as e:  # pragma: no cover - depends on the interpreter
     print(
         f"torchvision is not importable here ({type(e).__name__}: {e}).\n"
@@ -213,11 +213,11 @@ def randomise(model: nn.Module, calib: torch.Tensor, seed: int) -> dict:
     }
 
 
-def legacy_state_dict(state_dict) -> "OrderedDict[str, torch.Tensor]":
+def legacy_state_dict(state_dict) -> OrderedDict[str, torch.Tensor]:
     """Rename current torchvision keys to the names older torchvision releases used."""
     import re
 
-    out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
     for key, value in state_dict.items():
         new = re.sub(r"^(backbone\.fpn\.(?:inner|layer)_blocks\.\d+)\.0\.(weight|bias)$", r"\1.\2", key)
         new = re.sub(r"^rpn\.head\.conv\.0\.0\.(weight|bias)$", r"rpn.head.conv.\1", new)

@@ -4,7 +4,7 @@ Heavy packages (torch, onnxruntime, tensorrt) are imported by the subpackages th
 so ``maskrt --help`` works with only click installed.
 """
 
-from maskrt.errors import MaskrtError
+from maskrt.core.errors import MaskrtError
 
 __version__ = "0.1.0"
 

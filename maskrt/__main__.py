@@ -1,4 +1,4 @@
-from maskrt.cli.main import main
+from maskrt.cli.app import main
 
 if __name__ == "__main__":
     main()

@@ -23,8 +23,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Optional
 
-from maskrt.errors import MaskrtError
-from maskrt.fileio import ensure_writable_folder, write_text_atomic
+from maskrt.core.errors import MaskrtError
+from maskrt.core.fileio import atomic_output, ensure_writable_folder, write_text_atomic
 
 VALIDATION_SEED = 1000  # never used for training (the embedded model trained on data seed 1)
 ARCH = "shapes"
@@ -75,15 +75,17 @@ def run_demo(settings: DemoSettings, console=None) -> dict:
     import torch
     from rich.console import Console
 
-    from maskrt.data.evaluate import evaluate, load_coco
+    from maskrt.backends.select import RunnerSpec
+    from maskrt.data.images import read_image
     from maskrt.data.shapes import write_coco
+    from maskrt.evaluation.coco import evaluate, load_coco
+    from maskrt.evaluation.verify import verify_onnx
     from maskrt.export.onnx_export import to_onnx
-    from maskrt.export.verify import verify_onnx
     from maskrt.model import build, load_checkpoint
     from maskrt.model.presets import get_preset
-    from maskrt.runtime.predictor import to_uint8_chw
-    from maskrt.runtime.profiling import ProfileSettings, RunnerSpec, bench
-    from maskrt.runtime.reports import to_html, write_json
+    from maskrt.profiling.measure import ProfileSettings, bench
+    from maskrt.profiling.render import to_html
+    from maskrt.profiling.report import write_json
 
     settings.check()
     console = console or Console(stderr=True)
@@ -131,7 +133,7 @@ def run_demo(settings: DemoSettings, console=None) -> dict:
     step("export")
 
     # 3. verification against PyTorch
-    verify_images = [to_uint8_chw(f)[0] for f in dataset.files[: settings.verify_images]]
+    verify_images = [read_image(f) for f in dataset.files[: settings.verify_images]]
     sources = [os.path.basename(f) for f in dataset.files[: settings.verify_images]]
     verification = {}
     import importlib.util
@@ -209,7 +211,8 @@ def run_demo(settings: DemoSettings, console=None) -> dict:
 
 
 def _build_engine(onnx_path: str, engine_path: str, console) -> str:
-    from maskrt.export.engine import BuildOptions, build_engine  # only reached where TensorRT is installed
+    from maskrt.backends.trt.build import build_engine  # only reached where TensorRT is installed
+    from maskrt.backends.trt.plan import BuildOptions
 
     console.print(f"[4/6] building a TensorRT engine from {os.path.basename(onnx_path)} ...")
     build_engine(onnx_path, engine_path, BuildOptions())
@@ -217,20 +220,18 @@ def _build_engine(onnx_path: str, engine_path: str, console) -> str:
 
 
 def _draw(onnx_path: str, files, folder: str) -> list[tuple[str, str]]:
+    from maskrt.backends.onnxrt.runner import OrtRunner
     from maskrt.data.draw import draw_detections
-    from maskrt.runtime import OrtRunner, Predictor
-    from maskrt.runtime.predictor import to_uint8_chw
+    from maskrt.inference import Predictor
 
     os.makedirs(folder, exist_ok=True)
     pictures = []
     with Predictor(OrtRunner(onnx_path, providers=["CPUExecutionProvider"]), score_threshold=0.5) as predictor:
         for f in files:
-            image, _ = to_uint8_chw(f)
+            image, _ = predictor.load(f)
             pil = draw_detections(image, predictor.predict([image])[0])
-            path = os.path.join(folder, os.path.basename(f))
-            tmp = path + ".tmp.png"
-            pil.save(tmp)
-            os.replace(tmp, path)
+            with atomic_output(os.path.join(folder, os.path.basename(f))) as tmp:
+                pil.save(tmp, format="PNG")
             pictures.append((os.path.basename(f), _png_data_uri(pil)))
     return pictures
 
@@ -251,19 +252,19 @@ def accuracy_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
 
 
 def _html_sections(summary: dict, pictures) -> str:
-    from maskrt.runtime.reports import _html_table
+    from maskrt.profiling.render import html_table
 
     header, rows = accuracy_rows(summary)
     n = summary["dataset"].get("num_images", "?")
     parts = ["<h2>Accuracy (COCO AP, %)</h2>",
              f'<p class="note">{html.escape(str(n))} held-out synthetic scenes (seed {summary["settings"]["seed"]}); '
              "Δ: AP points against PyTorch fp32. TensorRT: " + html.escape(summary["tensorrt"]) + "</p>",
-             _html_table(header, rows)]
+             html_table(header, rows)]
     vh = ["graph", "result", "max |Δ box| px", "max |Δ score|", "max |Δ mask|", "min mask IoU"]
     vrows = [[k, "PASS" if v["ok"] else "FAIL", f"{v['max_box_diff_px']:.2e}", f"{v['max_score_diff']:.2e}",
               f"{v['max_mask_diff']:.2e}", f"{v['min_mask_iou']:.4f}"] if v["ok"] is not None
              else [k, "not run: " + v["skipped"], "—", "—", "—", "—"] for k, v in summary["verification"].items()]
-    parts += ["<h2>Verification against PyTorch</h2>", _html_table(vh, vrows, sortable=False)]
+    parts += ["<h2>Verification against PyTorch</h2>", html_table(vh, vrows, sortable=False)]
     if pictures:
         parts.append("<h2>Predictions (ONNX Runtime fp32, score ≥ 0.5)</h2><div>")
         parts += [f'<figure style="display:inline-block;margin:4px"><img src="{uri}" alt="{html.escape(name)}">'

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from maskrt.model.presets import get_preset
-from tests.runtime.test_reports import CHROMIUM, _load_in_chromium
+from tests.profiling.test_reports import CHROMIUM, _load_in_chromium
 
 pytestmark = pytest.mark.skipif(get_preset("shapes").weights_path() is None,
                                 reason="the embedded shapes weights are not in this checkout")

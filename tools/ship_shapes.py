@@ -33,12 +33,12 @@ def main() -> int:
 
     from safetensors.torch import load_file
 
-    from maskrt.data.evaluate import evaluate, load_coco
+    from maskrt.backends.select import RunnerSpec
+    from maskrt.core.environment import file_sha256
+    from maskrt.core.fileio import write_text_atomic
     from maskrt.data.shapes import write_coco
-    from maskrt.fileio import write_text_atomic
+    from maskrt.evaluation.coco import evaluate, load_coco
     from maskrt.model import build
-    from maskrt.runtime.environment import file_sha256
-    from maskrt.runtime.profiling import RunnerSpec
     from maskrt.train.loop import save_safetensors
 
     with open(os.path.join(args.run_dir, "train.json")) as f:

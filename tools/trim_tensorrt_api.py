@@ -4,7 +4,7 @@
 
 The API-surface test reads the full surfaces when they are present and these trimmed copies otherwise (a clean
 checkout has no ../shared). Kept: module functions and attributes, every enum, and the classes named in
-maskrt/export/engine_trt.py, maskrt/export/engine.py or the test itself, with their base classes. The test
+maskrt/backends/trt/api.py, maskrt/backends/trt/plan.py or the test itself, with their base classes. The test
 checks that the copies equal this trimming of the full surfaces whenever both are available; after a change
 that uses another TensorRT class, run this script again.
 """
@@ -18,7 +18,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "fixtures" / "tensorrt_api"
-SOURCES = [ROOT / "maskrt" / "export" / "engine_trt.py", ROOT / "maskrt" / "export" / "engine.py",
+SOURCES = [ROOT / "maskrt" / "backends" / "trt" / "api.py", ROOT / "maskrt" / "backends" / "trt" / "plan.py",
            ROOT / "tests" / "test_tensorrt_api_surface.py"]
 VERSIONS = ("10.16", "11.1")
 

@@ -1,1 +1,2 @@
-"""Image I/O and generated test images (later: the synthetic shapes dataset, COCO I/O and evaluation)."""
+"""Data: reading images (upright, RGB uint8), generated test images, the synthetic shapes dataset, COCO results
+encoding and drawing detections."""

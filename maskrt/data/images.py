@@ -3,39 +3,66 @@
 from __future__ import annotations
 
 import os
+import threading
+from typing import Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from maskrt.errors import MaskrtError
+from maskrt.core.errors import MaskrtError, one_line
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif")
+
+#: Images with more pixels than this are refused unless the caller raises the limit (``--max-pixels``): an image
+#: that large is more often a decompression bomb than a photo (Pillow's own default limit, about 9459 x 9459).
+DEFAULT_MAX_PIXELS = 89_478_485
+
+_PIL_LOCK = threading.Lock()
 
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+def read_image(path: str | os.PathLike, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Tensor:
+    """Read an image file as a (3, H, W) uint8 RGB tensor, upright.
 
-
-def read_image(path: str | os.PathLike) -> Tensor:
-    """Read an image file as a (3, H, W) uint8 RGB tensor.
-
-    Grayscale, RGBA (alpha dropped), palette and 16-bit images are converted to 8-bit RGB.
+    The EXIF orientation is applied (phone photos are stored sideways with a tag saying so). Grayscale, RGBA and
+    LA (alpha dropped), palette, CMYK, 16-bit and float images are converted to 8-bit RGB; of a multi-frame file
+    the first frame is read. Images with more than ``max_pixels`` pixels are refused (None: no limit).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise MaskrtError(f"{path} is a folder, not an image")
     if not os.path.isfile(path):
         raise MaskrtError(f"image not found: {path}")
     try:
-        with Image.open(path) as im:
+        with _PIL_LOCK:  # Pillow's own bomb limit is global state: lift it only while opening, under a lock
+            saved = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+            try:
+                im = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+        with im:
+            w, h = im.size
+            if max_pixels is not None and w * h > max_pixels:
+                raise MaskrtError(f"image {path} is {w}x{h} ({w * h / 1e6:.0f} M pixels), more than the "
+                                  f"{max_pixels / 1e6:.0f} M pixels maskrt reads by default (a decompression bomb?); "
+                                  f"if it is a real image, pass --max-pixels {w * h}")
             im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
                 arr = np.asarray(im, dtype=np.float64)
-                peak = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
-                arr = np.clip(np.round(arr / peak * 255.0), 0, 255).astype(np.uint8)
+                peak = 65535.0 if im.mode.startswith("I;16") or np.nanmax(arr, initial=0) > 255 else 255.0
+                arr = np.clip(np.round(np.nan_to_num(arr) / peak * 255.0), 0, 255).astype(np.uint8)
                 im = Image.fromarray(arr, mode="L")
-            rgb = im.convert("RGB")
-            data = np.array(rgb, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise MaskrtError(f"cannot read image {path}: {e}") from e
+            data = np.array(im.convert("RGB"), dtype=np.uint8)
+    except MaskrtError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
+        raise MaskrtError(f"cannot read image {path}: {one_line(e)}") from None
+    if data.shape[0] < 1 or data.shape[1] < 1:
+        raise MaskrtError(f"image {path} is empty ({data.shape[1]}x{data.shape[0]})")
     return torch.from_numpy(data).permute(2, 0, 1).contiguous()
 
 
@@ -60,3 +87,26 @@ def synthetic_image(height: int = 480, width: int = 640, seed: int = 0) -> Tenso
         img[inside] = colour
     img += g.normal(0, 6, size=img.shape).astype(np.float32)
     return torch.from_numpy(np.clip(img, 0, 255).astype(np.uint8)).permute(2, 0, 1).contiguous()
+
+
+#: Sizes of the generated images that measurements rotate through (several aspect ratios).
+SAMPLE_SIZES = ((480, 640), (640, 480), (600, 800), (427, 640), (512, 512), (375, 500), (720, 1280), (640, 427))
+
+
+def sample_images(images_dir: Optional[str] = None, count: int = 8, seed: int = 0) -> list[Tensor]:
+    """uint8 (3, H, W) images to measure with: the readable images of ``images_dir``, or ``count`` generated ones
+    of several sizes and aspect ratios."""
+    if images_dir is None:
+        return [synthetic_image(*SAMPLE_SIZES[i % len(SAMPLE_SIZES)], seed + i) for i in range(count)]
+    if not os.path.isdir(images_dir):
+        raise MaskrtError(f"--images {images_dir} is not a folder")
+    names = sorted(n for n in os.listdir(images_dir) if n.lower().endswith(IMAGE_EXTENSIONS))
+    images = []
+    for n in names:
+        try:
+            images.append(read_image(os.path.join(images_dir, n)))
+        except MaskrtError:
+            continue
+    if not images:
+        raise MaskrtError(f"--images {images_dir} has no readable images ({', '.join(IMAGE_EXTENSIONS)})")
+    return images

@@ -21,9 +21,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from maskrt.errors import MaskrtError
-from maskrt.fileio import ensure_writable_folder, write_text_atomic
-
+from maskrt.core.errors import MaskrtError
+from maskrt.core.fileio import atomic_output, ensure_writable_folder, write_text_atomic
 
 CLASSES: tuple[str, ...] = ("circle", "rectangle", "triangle", "star")
 IMAGE_SIZES: tuple[tuple[int, int], ...] = ((320, 320), (256, 384), (384, 256), (288, 352))
@@ -324,8 +323,8 @@ def write_coco(out_dir: str, count: int, seed: int, *, progress: bool = False, s
                 scene = make_scene(seed, index)
                 name = file_name(seed, index)
                 path = os.path.join(images_dir, name)
-                Image.fromarray(scene.image).save(path + ".tmp", format="PNG", compress_level=1)
-                os.replace(path + ".tmp", path)
+                with atomic_output(path) as tmp:
+                    Image.fromarray(scene.image).save(tmp, format="PNG", compress_level=1)
                 images.append(_image_entry(index + 1, name, scene))
                 annotations.extend(_annotation_entries(scene, index + 1, len(annotations) + 1))
                 bar.advance(task)

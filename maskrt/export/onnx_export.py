@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Callable, Optional
 
 from maskrt import __version__
-from maskrt.errors import MaskrtError
+from maskrt.core.errors import MaskrtError
+from maskrt.core.fileio import atomic_output
+from maskrt.core.parsing import parse_size
+from maskrt.model.meta import model_meta
 
 MIN_OPSET = 16
 MAX_OPSET = 22
@@ -27,14 +28,6 @@ DEFAULT_INPUT_SIZE = (800, 1344)
 # Highest opset the TorchScript-based exporter writes itself; newer ones are reached with ONNX's converter.
 _EXPORTER_MAX_OPSET = 20
 _TWO_GB = 2**31
-
-#: Keys written into metadata_props (all values are strings; JSON for lists and objects).
-METADATA_KEYS = (
-    "maskrt_version", "preset", "num_classes", "class_names", "input_size", "batch", "dynamic_batch",
-    "resize_rule", "min_size", "max_size", "size_divisible", "image_mean", "image_std", "score_threshold",
-    "nms_threshold", "max_detections", "mask_size", "precision", "opset", "target",
-)
-
 
 @dataclass
 class ExportResult:
@@ -50,20 +43,6 @@ class ExportResult:
     seconds: float
     op_types: list[str] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
-
-
-def parse_size(text: str | Sequence[int], what: str = "--input-size") -> tuple[int, int]:
-    """'800x1344' or (800, 1344) -> (800, 1344); MaskrtError otherwise."""
-    if isinstance(text, str):
-        try:
-            h, w = (int(v) for v in text.lower().replace(",", "x").split("x"))
-        except ValueError:
-            raise MaskrtError(f"{what} must look like HxW (e.g. 800x1344), got {text!r}") from None
-    else:
-        h, w = (int(v) for v in text)
-    if h < 32 or w < 32:
-        raise MaskrtError(f"{what} must be at least 32x32, got {h}x{w}")
-    return h, w
 
 
 def ir_version_for(opset: int) -> int:
@@ -88,51 +67,9 @@ def _check_options(opset: int, precision: str, batch: int) -> None:
         raise MaskrtError(f"batch must be a positive integer, got {batch!r}")
 
 
-def build_metadata(model, *, input_size, batch, dynamic_batch, precision, opset, class_names=None,
-                   target="portable") -> dict[str, str]:
-    if class_names is None:
-        class_names = getattr(model, "class_names", None)
-    names = list(class_names) if class_names is not None else default_class_names(model.num_classes)
-    if len(names) != model.num_classes:
-        raise MaskrtError(
-            f"got {len(names)} class names for a model with {model.num_classes} classes (including background); "
-            "list one name per class, background first"
-        )
-    return {
-        "maskrt_version": __version__,
-        "preset": model.preset,
-        "num_classes": str(model.num_classes),
-        "class_names": json.dumps(names),
-        "input_size": json.dumps(list(input_size)),
-        "batch": "dynamic" if dynamic_batch else str(batch),
-        "dynamic_batch": json.dumps(bool(dynamic_batch)),
-        "resize_rule": "torchvision-min-max-fit",
-        "min_size": str(model.min_size[-1]),
-        "max_size": str(model.max_size),
-        "size_divisible": str(model.size_divisible),
-        "image_mean": json.dumps(list(model.image_mean)),
-        "image_std": json.dumps(list(model.image_std)),
-        "score_threshold": repr(float(model.roi_heads.score_thresh)),
-        "nms_threshold": repr(float(model.roi_heads.nms_thresh)),
-        "max_detections": str(model.roi_heads.detections_per_img),
-        "mask_size": str(2 * model.roi_heads.mask_output_size),
-        "precision": precision,
-        "opset": str(opset),
-        "target": target,
-    }
-
-
-def default_class_names(num_classes: int) -> list[str]:
-    """COCO's names for a 91-class model, else ``class_N``; index 0 is the background."""
-    if num_classes == 91:
-        from maskrt.data.coco_names import COCO_91
-
-        return list(COCO_91)
-    return ["__background__"] + [f"class_{i}" for i in range(1, num_classes)]
-
-
 @contextlib.contextmanager
-def _detection_settings(model, max_detections: Optional[int], score_threshold: Optional[float]):
+def detection_settings(model, max_detections: Optional[int], score_threshold: Optional[float]):
+    """Within the block, the model keeps ``max_detections`` per image above ``score_threshold`` (None: its own)."""
     heads = model.roi_heads
     saved = (heads.detections_per_img, heads.score_thresh)
     try:
@@ -169,9 +106,8 @@ def export_model_proto(model, *, input_size=DEFAULT_INPUT_SIZE, batch: int = 1, 
     _check_options(opset, precision, batch)
     check_target(target)
     h, w = parse_size(input_size)
-    with _detection_settings(model, max_detections, score_threshold):
-        meta = build_metadata(model, input_size=(h, w), batch=batch, dynamic_batch=dynamic_batch, precision=precision,
-                              opset=opset, class_names=class_names, target=target)
+    with detection_settings(model, max_detections, score_threshold):
+        meta = model_meta(model, (h, w), None if dynamic_batch else batch, precision, opset, class_names, target)
         deploy = DeployMaskRCNN(model).eval()
         example = torch.stack([synthetic_image(h, w, seed=i) for i in range(batch)])
         trace_opset = min(opset, _EXPORTER_MAX_OPSET)
@@ -204,31 +140,26 @@ def export_model_proto(model, *, input_size=DEFAULT_INPUT_SIZE, batch: int = 1, 
     proto.producer_name = "maskrt"
     proto.producer_version = __version__
     del proto.metadata_props[:]
-    for k, v in meta.items():
+    for k, v in meta.to_props().items():
         proto.metadata_props.add(key=k, value=v)
     proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
     return proto
 
 
-def write_onnx_atomic(proto, path: str | os.PathLike) -> int:
-    """Check ``proto`` and write it to ``path`` via a temporary file in the same folder; returns the file size.
+def write_onnx_atomic(proto, path: str | os.PathLike, before_commit: Optional[Callable[[str], None]] = None) -> int:
+    """Check ``proto`` and write it to ``path`` atomically (:func:`maskrt.core.fileio.atomic_output`); returns the
+    file size. Models over 2 GB are written with their weights in ``<name>.data`` next to the file.
 
-    Models over 2 GB are written with their weights in ``<name>.data`` next to the file.
+    ``before_commit(tmp_path)`` runs on the complete temporary file before it replaces ``path``; if it raises,
+    nothing is written (an existing ``path`` stays as it was) and the exception goes on.
     """
     import onnx
 
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path)) or "."
-    if not os.path.isdir(folder):
-        raise MaskrtError(f"output folder does not exist: {folder}")
-    if not os.access(folder, os.W_OK):
-        raise MaskrtError(f"output folder is not writable: {folder}")
     large = proto.ByteSize() >= _TWO_GB
     if not large:
         onnx.checker.check_model(proto, full_check=True)
-    fd, tmp = tempfile.mkstemp(prefix=".maskrt-", suffix=".onnx.tmp", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         if large:
             data_name = os.path.basename(path) + ".data"
             onnx.save_model(proto, tmp, save_as_external_data=True, all_tensors_to_one_file=True, location=data_name)
@@ -236,17 +167,15 @@ def write_onnx_atomic(proto, path: str | os.PathLike) -> int:
         else:
             with open(tmp, "wb") as f:
                 f.write(proto.SerializeToString())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        if before_commit is not None:
+            before_commit(tmp)
     return os.path.getsize(path)
 
 
 def to_onnx(model, path: str | os.PathLike, *, input_size=DEFAULT_INPUT_SIZE, batch: int = 1, dynamic_batch: bool = False,
             opset: int = DEFAULT_OPSET, precision: str = "fp32", max_detections: Optional[int] = None,
-            score_threshold: Optional[float] = None, class_names=None, target: str = "portable") -> ExportResult:
+            score_threshold: Optional[float] = None, class_names=None, target: str = "portable",
+            before_commit: Optional[Callable[[str], None]] = None) -> ExportResult:
     """Export ``model`` (a :class:`maskrt.model.MaskRCNN`) to a portable ONNX file.
 
     Args:
@@ -261,12 +190,14 @@ def to_onnx(model, path: str | os.PathLike, *, input_size=DEFAULT_INPUT_SIZE, ba
         class_names: names for every class, background first (defaults to COCO's for 91 classes).
         target: "portable" (standard ONNX ops only) or "tensorrt" (RoI pooling as maskrt TensorRT plugin nodes,
             see :mod:`maskrt.export.tensorrt_target`; metadata "target" says which).
+        before_commit: called with the complete temporary file before it replaces ``path`` (e.g. verification);
+            if it raises, nothing is written.
     """
     start = time.perf_counter()
     proto = export_model_proto(model, input_size=input_size, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
                                precision=precision, max_detections=max_detections, score_threshold=score_threshold,
                                class_names=class_names, target=target)
-    size = write_onnx_atomic(proto, path)
+    size = write_onnx_atomic(proto, path, before_commit)
     return ExportResult(
         path=os.fspath(path), size_bytes=size, opset=opset, precision=precision, input_size=parse_size(input_size),
         batch=batch, dynamic_batch=dynamic_batch, seconds=time.perf_counter() - start,

@@ -14,14 +14,14 @@ maskrt plugin (``maskrt/plugins``):
 * its inputs are the (K, 5) rois followed by the feature maps, finest first; its output is (K, C, PH, PW).
 
 Everything else (NMS included) is the same as in the portable graph. ONNX Runtime runs such a graph through
-:mod:`maskrt.plugins.ort_bridge`.
+:mod:`maskrt.backends.onnxrt.bridge`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from maskrt.errors import MaskrtError
+from maskrt.core.errors import MaskrtError
 from maskrt.plugins import spec
 
 TARGETS = ("portable", "tensorrt")

@@ -154,9 +154,9 @@ class ResNetTrunk(nn.Module):
         layers += [block(self.inplanes, planes, 1, None, norm_layer) for _ in range(1, count)]
         return nn.Sequential(*layers)
 
-    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        out: "OrderedDict[str, Tensor]" = OrderedDict()
+        out: OrderedDict[str, Tensor] = OrderedDict()
         for i in range(4):
             x = getattr(self, f"layer{i + 1}")(x)
             out[str(i)] = x
@@ -184,7 +184,7 @@ class FeaturePyramidNetwork(nn.Module):
                 if m.bias is not None:
                     nn.init.constant_(m.bias, 0)
 
-    def forward(self, x: "OrderedDict[str, Tensor]") -> "OrderedDict[str, Tensor]":
+    def forward(self, x: OrderedDict[str, Tensor]) -> OrderedDict[str, Tensor]:
         names = list(x.keys())
         feats = list(x.values())
         last_inner = self.inner_blocks[-1](feats[-1])
@@ -209,5 +209,5 @@ class BackboneWithFPN(nn.Module):
         self.fpn = FeaturePyramidNetwork(self.body.out_channels_list, out_channels, fpn_norm)
         self.out_channels = out_channels
 
-    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
+    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
         return self.fpn(self.body(x))

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import Tensor, nn
 
-from maskrt.errors import MaskrtError
+from maskrt.core.errors import MaskrtError
 
 _LEGACY_RULES = [
     (re.compile(r"^(.*fpn\.(?:inner|layer)_blocks\.\d+)\.(weight|bias)$"), r"\1.0.\2"),
@@ -29,9 +29,9 @@ _MASK_FCN = re.compile(r"^(.*mask_head)\.mask_fcn(\d+)\.(weight|bias)$")
 _SHOW = 5
 
 
-def upgrade_state_dict(state_dict: Mapping[str, Any]) -> "OrderedDict[str, Any]":
+def upgrade_state_dict(state_dict: Mapping[str, Any]) -> OrderedDict[str, Any]:
     """Rename legacy torchvision keys to the current layout; other keys pass through unchanged."""
-    out: "OrderedDict[str, Any]" = OrderedDict()
+    out: OrderedDict[str, Any] = OrderedDict()
     for key, value in state_dict.items():
         new = key
         for pattern, repl in _LEGACY_RULES:
@@ -83,7 +83,7 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, Any]) -> None:
         raise MaskrtError(f"checkpoint does not fit the model: {problem}{hint}")
 
 
-def read_state_dict(path: str | os.PathLike) -> "OrderedDict[str, Tensor]":
+def read_state_dict(path: str | os.PathLike) -> OrderedDict[str, Tensor]:
     """Read a state_dict from ``.pth``/``.pt`` (plain, or under ``model``/``state_dict``) or ``.safetensors``.
 
     Keys are upgraded from legacy torchvision names. Raises MaskrtError for a missing, unreadable or

@@ -7,7 +7,7 @@ from typing import Any, Mapping, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from maskrt.errors import MaskrtError
+from maskrt.core.errors import MaskrtError
 from maskrt.model import transform as T
 from maskrt.model.backbone import BackboneWithFPN
 from maskrt.model.roi_heads import RoIHeads
@@ -168,7 +168,7 @@ def half_copy(model: MaskRCNN) -> MaskRCNN:
     from maskrt.model.backbone import FrozenBatchNorm2d
 
     half = copy.deepcopy(model).half()
-    for (name, mod), (_, src) in zip(half.named_modules(), model.named_modules()):
+    for (_, mod), (_, src) in zip(half.named_modules(), model.named_modules()):
         if isinstance(mod, FrozenBatchNorm2d):
             for key in ("weight", "bias", "running_mean", "running_var"):
                 setattr(mod, key, getattr(src, key).detach().clone().float())

@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 from torch import nn
 
-from maskrt.errors import MaskrtError
+from maskrt.core.errors import MaskrtError
 from maskrt.model.anchors import AnchorGenerator
 from maskrt.model.backbone import BackboneWithFPN, FrozenBatchNorm2d
 from maskrt.model.heads import BoxPredictor, ConvFCHead, MaskHead, MaskPredictor, RPNHead, TwoMLPHead
@@ -184,3 +184,25 @@ def build(name: str, *, num_classes: Optional[int] = None, **kwargs: Any) -> Mas
     if preset.class_names is not None and num_classes == len(preset.class_names):
         model.class_names = list(preset.class_names)
     return model
+
+
+def load_model(arch: str, weights: Optional[str] = None, random_weights: bool = False,
+               num_classes: Optional[int] = None, seed: int = 0, **kwargs: Any) -> MaskRCNN:
+    """Build preset ``arch`` in eval mode with ``weights`` (a checkpoint), random weights (seeded), or, when
+    neither is given, the preset's embedded weights. ``kwargs`` as for :func:`build`."""
+    import torch
+
+    from maskrt.model.checkpoint import load_checkpoint
+
+    preset = get_preset(arch)
+    if weights and random_weights:
+        raise MaskrtError("pass one of --weights FILE or --random-weights, not both")
+    if not weights and not random_weights:
+        weights = preset.weights_path()
+        if weights is None:
+            raise MaskrtError(f"{arch} ships no weights: pass --weights FILE (a checkpoint) or --random-weights")
+    torch.manual_seed(seed)
+    model = build(arch, num_classes=num_classes, **kwargs)
+    if weights:
+        load_checkpoint(weights, model)
+    return model.eval()

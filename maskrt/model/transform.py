@@ -15,18 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from maskrt.errors import MaskrtError
+from maskrt.core.errors import MaskrtError
 
 
 def resize_scale(height: int, width: int, min_size: int, max_size: int) -> float:
     """The factor the eager transform resizes an image of (height, width) by."""
     return min(float(min_size) / min(height, width), float(max_size) / max(height, width))
-
-
-def resized_size(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:
-    """(height, width) after the eager transform's resize: ``floor(side * scale)``."""
-    s = resize_scale(height, width, min_size, max_size)
-    return int(math.floor(height * s)), int(math.floor(width * s))
 
 
 def normalize(image: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:

@@ -7,8 +7,6 @@ fake (meta) implementation for shape propagation; export rules to ONNX are attac
 
 from __future__ import annotations
 
-from typing import List
-
 import torch
 from torch import Tensor
 
@@ -48,9 +46,9 @@ def _(boxes, scores, idxs, valid, iou_threshold, num_categories):
 
 @torch.library.custom_op("maskrt::multilevel_roi_align", mutates_args=())
 def multilevel_roi_align_op(
-    features: List[Tensor],
+    features: list[Tensor],
     rois: Tensor,
-    scales: List[float],
+    scales: list[float],
     output_height: int,
     output_width: int,
     sampling_ratio: int,

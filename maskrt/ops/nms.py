@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from maskrt.errors import MaskrtError
+from maskrt.core.errors import MaskrtError
 from maskrt.ops.boxes import box_iou
 
 

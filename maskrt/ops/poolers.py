@@ -8,9 +8,9 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from maskrt.errors import MaskrtError
+from maskrt.core.errors import MaskrtError
 from maskrt.ops.boxes import box_area
-from maskrt.ops.roi_align import BoxesLike, _pair, convert_boxes_to_rois, roi_align
+from maskrt.ops.roi_align import BoxesLike, convert_boxes_to_rois, output_pair, roi_align
 
 
 def infer_scale(feature_size: Sequence[int], image_size: Sequence[int]) -> float:
@@ -90,7 +90,7 @@ def multilevel_roi_align(
     if len(scales) != len(features):
         raise MaskrtError(f"got {len(scales)} scales for {len(features)} feature maps")
     rois = convert_boxes_to_rois(boxes, features[0])
-    ph, pw = _pair(output_size)
+    ph, pw = output_pair(output_size)
     if len(features) == 1:
         return roi_align(features[0], rois, (ph, pw), scales[0], sampling_ratio, aligned, mode)
     k_min, k_max = level_range(scales)
@@ -115,7 +115,7 @@ class MultiLevelRoIAlign(torch.nn.Module):
                  canonical_scale: int = 224, canonical_level: int = 4):
         super().__init__()
         self.featmap_names = list(featmap_names)
-        self.output_size = _pair(output_size)
+        self.output_size = output_pair(output_size)
         self.sampling_ratio = sampling_ratio
         self.canonical_scale = canonical_scale
         self.canonical_level = canonical_level

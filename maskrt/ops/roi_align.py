@@ -20,7 +20,7 @@ from typing import Sequence, Union
 import torch
 from torch import Tensor
 
-from maskrt.errors import MaskrtError
+from maskrt.core.errors import MaskrtError
 
 BoxesLike = Union[Tensor, Sequence[Tensor]]
 
@@ -28,7 +28,7 @@ BoxesLike = Union[Tensor, Sequence[Tensor]]
 _BLOCK_ELEMENTS = 1 << 20
 
 
-def _pair(output_size) -> tuple[int, int]:
+def output_pair(output_size) -> tuple[int, int]:
     if isinstance(output_size, int):
         return output_size, output_size
     if isinstance(output_size, (list, tuple)) and len(output_size) == 2:
@@ -72,7 +72,7 @@ def _start(input: Tensor, boxes: BoxesLike, output_size, mode: str) -> tuple[Ten
     """Validate the arguments of a pooling op; return (rois (K, 5), (PH, PW), zero output (K, C, PH, PW))."""
     rois = convert_boxes_to_rois(boxes, input)
     _check_input(input, rois, mode)
-    ph, pw = _pair(output_size)
+    ph, pw = output_pair(output_size)
     return rois, (ph, pw), input.new_zeros((rois.shape[0], input.shape[1], ph, pw))
 
 
@@ -263,7 +263,7 @@ class RoIAlign(torch.nn.Module):
 
     def __init__(self, output_size, spatial_scale: float, sampling_ratio: int, aligned: bool = False, mode: str = "avg"):
         super().__init__()
-        self.output_size = _pair(output_size)
+        self.output_size = output_pair(output_size)
         self.spatial_scale = spatial_scale
         self.sampling_ratio = sampling_ratio
         self.aligned = aligned

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from maskrt.ops.roi_align import BoxesLike, _pair, _start
+from maskrt.ops.roi_align import BoxesLike, _start, output_pair
 
 _BLOCK_ELEMENTS = 1 << 23
 # Corners are clamped to +-_FAR cells before the int64 cast (which would overflow for huge boxes). It is far
@@ -123,7 +123,7 @@ class RoIPool(torch.nn.Module):
 
     def __init__(self, output_size, spatial_scale: float):
         super().__init__()
-        self.output_size = _pair(output_size)
+        self.output_size = output_pair(output_size)
         self.spatial_scale = spatial_scale
 
     def forward(self, input: Tensor, rois: BoxesLike) -> Tensor:

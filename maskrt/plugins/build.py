@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from maskrt.errors import MaskrtError
+from maskrt.core.errors import MaskrtError
 from maskrt.plugins import spec
 from maskrt.plugins.library import cache_dir, library_filename
 

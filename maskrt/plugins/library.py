@@ -3,7 +3,7 @@
 Libraries are searched, in order, in the folders of ``MASKRT_PLUGIN_PATH`` (``os.pathsep``-separated), in the
 per-user cache that ``maskrt plugins build`` writes to (``$XDG_CACHE_HOME/maskrt/plugins``, by default
 ``~/.cache/maskrt/plugins``) and in ``maskrt/plugins/lib`` inside the package. A missing library is a
-:class:`~maskrt.errors.MaskrtError` whose one line says how to build it.
+:class:`~maskrt.core.errors.MaskrtError` whose one line says how to build it.
 
 :func:`multilevel_roi_align_host` runs the host (CPU) twin of the CUDA kernel on torch tensors and
 :func:`multilevel_roi_align_cuda` the kernel itself on CUDA tensors; both have the arguments and the result of
@@ -18,7 +18,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from maskrt.errors import MaskrtError
+from maskrt.core.errors import MaskrtError, one_line
 from maskrt.plugins import spec
 
 ENV_PATH = "MASKRT_PLUGIN_PATH"
@@ -112,18 +112,45 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     return lib
 
 
-def load_library(name: str, path: str | None = None) -> ctypes.CDLL:
-    """Load (once per process) the kernel library ``name`` or the file ``path``, with its C functions declared."""
-    path = os.path.abspath(path) if path else find_library(name)
+def load_shared_library(path: str) -> ctypes.CDLL:
+    """Open a shared library once per process (the one loader of maskrt's native libraries); MaskrtError with the
+    dynamic loader's reason when it cannot be opened."""
+    path = os.path.abspath(path)
     with _LOCK:
         lib = _LOADED.get(path)
         if lib is None:
+            if not os.path.isfile(path):
+                raise MaskrtError(f"plugin library {path}: no such file; {BUILD_HINT}")
             try:
                 lib = ctypes.CDLL(path)
             except OSError as e:
-                raise MaskrtError(f"cannot load plugin library {path}: {e}; {BUILD_HINT}") from e
-            _LOADED[path] = lib = _declare(lib)
+                raise MaskrtError(f"cannot load plugin library {path}: {one_line(e)}; {BUILD_HINT}") from None
+            _LOADED[path] = lib
         return lib
+
+
+def load_library(name: str, path: str | None = None) -> ctypes.CDLL:
+    """The kernel library ``name`` (or the file ``path``), loaded once, with its C functions declared."""
+    lib = load_shared_library(path or find_library(name))
+    if not getattr(lib, "_maskrt_declared", False):
+        _declare(lib)
+        lib._maskrt_declared = True
+    return lib
+
+
+def tensorrt_plugin_library(explicit: str | None = None, needed: bool = True, who: str = "the model") -> str | None:
+    """The TensorRT plugin library to load: ``explicit`` (which must exist), else the one on the search path when
+    ``needed``, else None. The one place that decides which plugin library a build or an engine uses."""
+    if explicit:
+        if not os.path.isfile(explicit):
+            raise MaskrtError(f"plugin library {explicit}: no such file")
+        return os.path.abspath(explicit)
+    if not needed:
+        return None
+    try:
+        return find_library(spec.TENSORRT_LIBRARY)
+    except MaskrtError as e:
+        raise MaskrtError(f"{who}: {e}") from None
 
 
 def host_library(path: str | None = None) -> ctypes.CDLL:
@@ -164,17 +191,11 @@ def _mode_code(mode: str) -> int:
     return spec.MODES[mode]
 
 
-def _pair(output_size) -> tuple[int, int]:
-    from maskrt.ops.roi_align import _pair as pair
-
-    return pair(output_size)
-
-
 def _prepare(features, rois, scales, output_size, device):
     """Contiguous tensors and the int64/float/pointer arrays of one launcher call."""
     import torch
 
-    from maskrt.ops.roi_align import convert_boxes_to_rois
+    from maskrt.ops.roi_align import convert_boxes_to_rois, output_pair
 
     maps = [f.contiguous() for f in features]
     if not maps:
@@ -193,7 +214,7 @@ def _prepare(features, rois, scales, output_size, device):
     rois = convert_boxes_to_rois(rois, maps[0]).contiguous()
     if rois.device.type != device:
         raise MaskrtError(f"rois must be a {device} tensor")
-    ph, pw = _pair(output_size)
+    ph, pw = output_pair(output_size)
     feature_dtype = _dtype_code(maps[0].dtype, "feature maps")
     roi_dtype = _dtype_code(rois.dtype, "rois")
     k = rois.shape[0] if rois.dim() == 2 else 0

@@ -19,7 +19,7 @@ from maskrt.model.backbone import FrozenBatchNorm2d
 def trainable(model: nn.Module) -> nn.Module:
     """Replace every FrozenBatchNorm2d of ``model`` (in place) by an ``nn.BatchNorm2d`` with the same eps and
     statistics, so that the trunk trains from scratch; returns ``model``."""
-    for name, module in list(model.named_modules()):
+    for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, FrozenBatchNorm2d):
                 bn = nn.BatchNorm2d(child.weight.shape[0], eps=child.eps)
@@ -32,7 +32,7 @@ def trainable(model: nn.Module) -> nn.Module:
     return model
 
 
-def inference_state_dict(model: nn.Module) -> "OrderedDict[str, torch.Tensor]":
+def inference_state_dict(model: nn.Module) -> OrderedDict[str, torch.Tensor]:
     """``model``'s weights in the inference layout: batch-norm counters dropped, tensors detached and contiguous."""
     return OrderedDict(
         (k, v.detach().contiguous().clone()) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")

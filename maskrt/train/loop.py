@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from maskrt.errors import MaskrtError
-from maskrt.fileio import write_text_atomic
+from maskrt.core.errors import MaskrtError
+from maskrt.core.fileio import atomic_output, write_text_atomic
 from maskrt.model import build
 from maskrt.model import transform as T
 from maskrt.train import inference_state_dict, trainable
@@ -93,19 +93,16 @@ def scene_sample(scene, model) -> tuple[torch.Tensor, dict]:
 
 
 def _atomic_torch_save(obj, path: str) -> None:
-    tmp = path + ".tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def save_safetensors(state: dict, path: str, metadata: Optional[dict] = None) -> None:
+    """Write ``state`` (name -> tensor) as .safetensors, atomically."""
     from safetensors.torch import save_file
 
-    tmp = path + ".tmp"
-    save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata=metadata)
 
 
 class _Order:
@@ -136,7 +133,7 @@ def train(config: TrainConfig, *, resume: bool = False,
     torch.manual_seed(config.seed)
     model = trainable(build(config.arch)).train()
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         (no_decay if p.dim() == 1 else decay).append(p)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)

@@ -9,9 +9,9 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from maskrt.cli.main import cli
+from maskrt.cli.app import cli
+from tests.backends.engine_fixtures import fake_engine, tiny_onnx
 from tests.cli.test_cli import run
-from tests.export.engine_fixtures import fake_engine, tiny_onnx
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -137,7 +137,7 @@ def _report(**over):
 
 
 def test_capabilities_on_a_full_gpu_machine():
-    from maskrt.cli.trt_cmd import capabilities, report_lines
+    from maskrt.inventory import capabilities, report_lines
 
     rows = capabilities(_report())
     assert all(r["ok"] for r in rows), [r for r in rows if not r["ok"]]
@@ -146,7 +146,7 @@ def test_capabilities_on_a_full_gpu_machine():
 
 
 def test_capabilities_name_what_is_missing():
-    from maskrt.cli.trt_cmd import capabilities
+    from maskrt.inventory import capabilities
 
     cpu = _report(torch={"version": "2.13.0+cpu", "cuda": None, "cuda_available": False, "gpus": []},
                   tensorrt={"version": None, "importable": False, "error": "TensorRT is not installed", "package": None},

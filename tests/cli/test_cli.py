@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from maskrt import __version__
-from maskrt.cli.main import cli
+from maskrt.cli.app import cli
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -19,7 +19,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 def test_help_and_version_do_not_import_torch():
     code = (
-        "import sys; from maskrt.cli.main import cli\n"
+        "import sys; from maskrt.cli.app import cli\n"
         "try:\n    cli(['--help'])\nexcept SystemExit:\n    pass\n"
         "print('torch' in sys.modules)"
     )

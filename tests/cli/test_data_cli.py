@@ -10,7 +10,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from maskrt.cli.main import cli
+from maskrt.cli.app import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -8,10 +8,10 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from maskrt.cli.main import cli
+from maskrt.cli.app import cli
 from tests.cli.test_cli import run
-from tests.data.test_evaluate import make_dataset
-from tests.runtime.perf_helpers import TINY_SIZE, tiny_model
+from tests.evaluation.test_coco import make_dataset
+from tests.profiling.perf_helpers import TINY_SIZE, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def _bad_inputs(folder, onnx_path, ckpt, ann, images, tmp):
         "limit": (["eval", str(onnx_path), "--coco", str(ann), "--images", str(images), "--limit", "0"],
                   "--limit must be >= 1"),
         "backend": (["eval", str(onnx_path), "--coco", str(ann), "--images", str(images), "--backend", "nope"],
-                    "unknown backend 'nope'"),
+                    "'nope' is not one of"),
         "no_model": (["eval", str(folder / "none.onnx"), "--coco", str(ann), "--images", str(images)],
                      "model not found"),
         "json_folder": (["eval", str(onnx_path), "--coco", str(ann), "--images", str(images), "--json",

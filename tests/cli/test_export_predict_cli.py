@@ -27,7 +27,7 @@ def exported(tmp_path_factory):
 def test_export_reports_and_verifies(exported):
     folder, path, out = exported
     assert os.path.isfile(path)
-    assert f"wrote {path}" in out and "MB" in out
+    assert f"wrote {path}" in out and "MiB" in out
     assert "result: PASS" in out and "maskrt predict" in out
     assert [f for f in os.listdir(folder) if f.endswith(".tmp")] == []
 

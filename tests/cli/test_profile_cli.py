@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.cli.test_cli import run
-from tests.runtime.perf_helpers import tiny_files
+from tests.profiling.perf_helpers import tiny_files
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
+from maskrt.core.errors import MaskrtError
 from maskrt.data.shapes import CLASSES, IMAGE_SIZES, coco_dict, make_scene, write_coco
-from maskrt.errors import MaskrtError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

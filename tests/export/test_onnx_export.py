@@ -10,11 +10,10 @@ import pytest
 import torch
 
 from maskrt import MaskrtError
+from maskrt.backends import OrtRunner
+from maskrt.evaluation.verify import compare_outputs
 from maskrt.export import to_onnx
-from maskrt.export.verify import compare_outputs
 from maskrt.model import DeployMaskRCNN
-from maskrt.runtime import OrtRunner
-
 from tests.model.helpers import small_model, uint8_images
 
 H, W = 128, 160

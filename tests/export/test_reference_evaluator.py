@@ -7,9 +7,8 @@ import torch
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
 
+from maskrt.backends import OrtRunner
 from maskrt.export import to_onnx
-from maskrt.runtime import OrtRunner
-
 from tests.model.helpers import small_model, uint8_images
 
 

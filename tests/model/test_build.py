@@ -72,8 +72,8 @@ def test_torchvision_kwargs_are_honoured():
 
 
 def test_detections_per_img_sets_output_size():
-    from tests.model.helpers import small_model, uint8_images
     from maskrt.model import DeployMaskRCNN
+    from tests.model.helpers import small_model, uint8_images
 
     m = small_model(box_detections_per_img=7, box_score_thresh=0.0, min_size=64, max_size=96)
     with torch.inference_mode():

@@ -7,7 +7,6 @@ import torch
 
 from maskrt.model import DeployMaskRCNN
 from maskrt.model.transform import paste_masks
-
 from tests.model.helpers import small_model, uint8_images
 
 H, W = 192, 256  # multiples of 32: the eager transform then neither resizes nor pads

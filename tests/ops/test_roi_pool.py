@@ -9,14 +9,16 @@ kernel (the input's dtype: float32 for float32 and float16 maps, float64 for flo
 from __future__ import annotations
 
 import importlib
+
 import numpy as np
 import pytest
 import torch
+
 from maskrt import MaskrtError
 from maskrt.ops import RoIPool, roi_pool
 
 from .helpers import DYADIC_SCALES, as_list, grouped_by_image, random_map, random_rois, rois_tensor, to64
-from .reference import round_half_away, roi_pool_ref
+from .reference import roi_pool_ref, round_half_away
 
 roi_pool_module = importlib.import_module("maskrt.ops.roi_pool")  # the package attribute is the function
 

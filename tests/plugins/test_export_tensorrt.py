@@ -12,11 +12,12 @@ import torch
 from onnx import TensorProto, helper
 
 from maskrt import MaskrtError
+from maskrt.backends.onnxrt import bridge as ort_bridge
 from maskrt.export import to_onnx
 from maskrt.export.onnx_export import export_model_proto
 from maskrt.export.tensorrt_target import plugin_nodes
 from maskrt.ops.poolers import multilevel_roi_align
-from maskrt.plugins import ort_bridge, spec
+from maskrt.plugins import spec
 from tests.model.helpers import small_model, uint8_images
 from tests.plugins.helpers import SCALES, feature_maps, random_rois
 

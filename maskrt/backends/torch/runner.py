@@ -1,0 +1,98 @@
+"""``TorchRunner``: the deploy forward of an eager model under the runner contract."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from maskrt.backends.base import OUTPUT_NAMES, Capabilities, Runner, TensorSpec, contract_output_specs
+from maskrt.core.errors import MaskrtError
+from maskrt.core.parsing import parse_size
+
+
+class TorchRunner(Runner):
+    """The deploy forward of a :class:`maskrt.model.MaskRCNN` in PyTorch, on CPU or CUDA.
+
+    Args:
+        model: the eager model (weights loaded).
+        input_size: (H, W) of the uint8 input (the export size).
+        batch: fixed batch size, or None for any.
+        device: "cpu" or "cuda[:N]".
+        precision: "fp32", or "fp16" (half network, fp32 post-processing; meant for CUDA).
+        class_names: the model's class names (background first) when it has none of its own.
+        cuda_graph: capture the network pieces of the deploy forward as CUDA graphs and replay them
+            (see :mod:`maskrt.backends.torch.cuda_graphs`); CUDA only.
+    """
+
+    backend = "torch"
+
+    def __init__(self, model, input_size=(800, 1344), batch: Optional[int] = 1, device: str = "cpu",
+                 precision: str = "fp32", class_names=None, cuda_graph: bool = False):
+        super().__init__(f"torch:{getattr(model, 'preset', 'model')}")
+        if precision not in ("fp32", "fp16"):
+            raise MaskrtError(f"precision must be fp32 or fp16, got {precision!r}")
+        if cuda_graph and not str(device).startswith("cuda"):
+            raise MaskrtError("CUDA graphs need --device cuda")
+        from maskrt.model.meta import model_meta
+
+        self.model = model
+        self.input_size = parse_size(input_size)
+        self.device = str(device)
+        self.precision = precision
+        self.cuda_graph = cuda_graph
+        self.meta = model_meta(model, self.input_size, batch, precision, class_names=class_names)
+        self._batch = batch
+        self._deploy = None
+        cuda = self.device.startswith("cuda")
+        self.capabilities = Capabilities(device_timing=cuda, allocator_stats=cuda, cuda_graph=cuda_graph)
+
+    def input_specs(self):
+        return {"images": TensorSpec("uint8", (self._batch, 3, *self.input_size))}
+
+    def output_specs(self):
+        return contract_output_specs(self._batch, self.meta.max_detections, self.meta.mask_size)
+
+    def _activate_impl(self):
+        import torch
+
+        from maskrt.model import DeployMaskRCNN
+
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise MaskrtError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+        self.model.eval()
+        deploy = DeployMaskRCNN(self.model, self.precision).to(self.device).eval()
+        if self.cuda_graph:
+            from maskrt.backends.torch.cuda_graphs import graph_pieces
+
+            deploy.model = graph_pieces(deploy.model, mode="cuda")
+        self._deploy = deploy
+
+    def _deactivate_impl(self):
+        self._deploy = None
+
+    def synchronize(self):
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize(self.device)
+
+    @property
+    def cuda_stream(self):
+        if not self.device.startswith("cuda"):
+            return None
+        import torch
+
+        return torch.cuda.current_stream(self.device)
+
+    def _upload_impl(self, feeds):
+        import torch
+
+        return torch.as_tensor(feeds["images"]).to(self.device, non_blocking=True)
+
+    def _execute_impl(self, images):
+        import torch
+
+        with torch.inference_mode():
+            return self._deploy(images)
+
+    def _download_impl(self, outputs):
+        return {name: t.cpu() for name, t in zip(OUTPUT_NAMES, outputs)}

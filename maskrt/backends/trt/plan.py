@@ -1,0 +1,335 @@
+"""TensorRT builds decided without TensorRT: options, the ONNX file's facts, the version rules and the plan.
+
+``maskrt build`` turns an ONNX export into a serialized engine. Everything that can be decided without TensorRT
+is decided here, as pure functions that the tests exercise:
+
+* :class:`BuildOptions` (the command's options, checked);
+* :func:`inspect_onnx` -> :class:`OnnxInfo` (inputs, outputs, precision, plugin nodes, maskrt metadata);
+* :func:`version_rules` (what the installed TensorRT version allows: the one place that looks at the version)
+  and :func:`plan_build` -> :class:`BuildPlan` (network and builder flags, optimization profiles, the precision
+  route, notes and errors).
+
+:mod:`maskrt.backends.trt.api` carries a plan out; :mod:`maskrt.backends.trt.build` ties the two together.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+from maskrt.core.environment import file_sha256
+from maskrt.core.errors import MaskrtError
+from maskrt.core.onnxfile import graph_io, load_onnx, metadata_props
+from maskrt.core.parsing import parse_memory
+from maskrt.plugins import spec
+
+TENSORRT_MISSING = "TensorRT is not installed: pip install maskrt[gpu] (needs an NVIDIA GPU and driver)"
+
+#: TensorRT major versions maskrt's TensorRT code is written for (checked against their API surfaces).
+SUPPORTED_MAJORS = (10, 11)
+PRECISIONS = ("fp32", "fp16")
+OPTIMIZATION_LEVELS = range(0, 6)  # TensorRT's builder optimization levels (default 3)
+
+DEFAULT_MIN_BATCH = 1
+DEFAULT_MAX_BATCH = 8
+
+
+@dataclass
+class BuildOptions:
+    """What ``maskrt build`` was asked for. ``precision`` None: the ONNX's own precision."""
+
+    precision: Optional[str] = None
+    workspace: Optional[object] = None  # bytes, or text for maskrt.core.parsing.parse_memory
+    min_batch: Optional[int] = None
+    opt_batch: Optional[int] = None
+    max_batch: Optional[int] = None
+    timing_cache: Optional[str] = None
+    optimization_level: Optional[int] = None
+    plugins: Optional[str] = None
+    verbose: bool = False
+
+    def batch_given(self) -> bool:
+        return any(v is not None for v in (self.min_batch, self.opt_batch, self.max_batch))
+
+    def check(self) -> list[str]:
+        """Problems that do not depend on the model or the TensorRT version (empty when fine)."""
+        errors = []
+        if self.precision is not None and self.precision not in PRECISIONS:
+            errors.append(f"--precision must be fp32 or fp16, got {self.precision!r} (INT8 is not supported)")
+        if self.workspace is not None:
+            try:
+                parse_memory(self.workspace, "--workspace")
+            except MaskrtError as e:
+                errors.append(str(e))
+        for flag, value in (("--min-batch", self.min_batch), ("--opt-batch", self.opt_batch),
+                            ("--max-batch", self.max_batch)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                errors.append(f"{flag} must be a positive integer, got {value!r}")
+        if not errors:
+            lo, opt, hi = self.min_batch, self.opt_batch, self.max_batch
+            if lo is not None and hi is not None and lo > hi:
+                errors.append(f"--min-batch {lo} is larger than --max-batch {hi}")
+            elif opt is not None and ((lo is not None and opt < lo) or (hi is not None and opt > hi)):
+                errors.append(f"--opt-batch {opt} must lie between --min-batch {lo or DEFAULT_MIN_BATCH} and "
+                              f"--max-batch {hi if hi is not None else 'its default'}")
+        if self.optimization_level is not None and self.optimization_level not in OPTIMIZATION_LEVELS:
+            errors.append(f"--optimization-level must be 0 to 5 (TensorRT's default is 3), got "
+                          f"{self.optimization_level}")
+        if self.timing_cache is not None:
+            folder = os.path.dirname(os.path.abspath(self.timing_cache))
+            if os.path.isdir(self.timing_cache):
+                errors.append(f"--timing-cache {self.timing_cache} is a folder; give a file")
+            elif not os.path.isdir(folder):
+                errors.append(f"--timing-cache {self.timing_cache}: folder {folder} does not exist")
+        return errors
+
+    def raise_errors(self) -> None:
+        errors = self.check()
+        if errors:
+            raise MaskrtError(errors[0])
+
+
+# -- the ONNX ------------------------------------------------------------------------------------------------------
+@dataclass
+class OnnxInfo:
+    """What a build needs to know about an ONNX file. Shapes use None for a symbolic dimension."""
+
+    path: str
+    inputs: dict  # name -> {"dtype": str, "shape": [int | None]}
+    outputs: dict
+    precision: str = "fp32"  # from maskrt metadata, else fp16 when the weights are fp16
+    plugin_nodes: int = 0  # maskrt TensorRT plugin nodes
+    metadata: dict = field(default_factory=dict)  # maskrt metadata_props
+    sha256: str = ""
+    size_bytes: int = 0
+
+    @property
+    def dynamic_inputs(self) -> dict:
+        return {n: v for n, v in self.inputs.items() if any(d is None for d in v["shape"])}
+
+
+def inspect_onnx(path: str) -> OnnxInfo:
+    """Read an .onnx file (MaskrtError when it is missing or unreadable) into an :class:`OnnxInfo`."""
+    proto = load_onnx(os.fspath(path))
+    graph_inputs, graph_outputs = graph_io(proto)
+    inputs = {n: {"dtype": s.dtype, "shape": list(s.shape)} for n, s in graph_inputs.items()}
+    outputs = {n: {"dtype": s.dtype, "shape": list(s.shape)} for n, s in graph_outputs.items()}
+    props = metadata_props(proto)
+    precision = props.get("precision")
+    if precision not in PRECISIONS:
+        fp16 = sum(1 for t in proto.graph.initializer if t.data_type == 10)
+        fp32 = sum(1 for t in proto.graph.initializer if t.data_type == 1)
+        precision = "fp16" if fp16 > fp32 else "fp32"
+    plugins = sum(1 for n in proto.graph.node if n.op_type == spec.PLUGIN_NAME)
+    return OnnxInfo(path=os.fspath(path), inputs=inputs, outputs=outputs, precision=precision, plugin_nodes=plugins,
+                    metadata=props, sha256=file_sha256(path), size_bytes=os.path.getsize(path))
+
+
+# -- the TensorRT version ------------------------------------------------------------------------------------------
+def parse_version(text: str) -> tuple[int, ...]:
+    """'10.16.0.72' -> (10, 16, 0, 72); MaskrtError for text that does not start with a number."""
+    parts = []
+    for piece in str(text).strip().split("."):
+        m = re.match(r"\d+", piece)
+        if not m:
+            break
+        parts.append(int(m.group(0)))
+    if not parts:
+        raise MaskrtError(f"cannot read TensorRT version {text!r}")
+    return tuple(parts)
+
+
+@dataclass(frozen=True)
+class VersionRules:
+    """What one TensorRT version offers, as far as maskrt's build is concerned."""
+
+    version: str
+    major: int
+    fp16_builder_flag: bool  # BuilderFlag.FP16 exists (10.x); 11.x builds strongly typed networks only
+    strongly_typed_flag: bool  # request strong typing with NetworkDefinitionCreationFlag.STRONGLY_TYPED
+    always_strongly_typed: bool  # 11.x: every network is strongly typed (the flag is deprecated and ignored)
+    note: Optional[str] = None
+
+
+def version_rules(trt_version: str) -> VersionRules:
+    """The one place that decides what to call for a TensorRT version. MaskrtError for versions before 10."""
+    v = parse_version(trt_version)
+    major = v[0]
+    if major < SUPPORTED_MAJORS[0]:
+        raise MaskrtError(f"TensorRT {trt_version} is too old: maskrt builds with TensorRT 10 or 11 "
+                          "(pip install --upgrade tensorrt)")
+    if major == 10:
+        return VersionRules(trt_version, major, fp16_builder_flag=True, strongly_typed_flag=True,
+                            always_strongly_typed=False)
+    note = None
+    if major > SUPPORTED_MAJORS[-1]:
+        note = (f"TensorRT {trt_version} is newer than the versions maskrt was written for (10, 11): building as "
+                "for TensorRT 11")
+    return VersionRules(trt_version, major, fp16_builder_flag=False, strongly_typed_flag=False,
+                        always_strongly_typed=True, note=note)
+
+
+# -- the plan ------------------------------------------------------------------------------------------------------
+@dataclass
+class BuildPlan:
+    """Everything the TensorRT layer does for one build, decided in advance.
+
+    ``network_flags`` / ``builder_flags`` name members of ``NetworkDefinitionCreationFlag`` / ``BuilderFlag``;
+    ``profiles`` holds one dict per optimization profile: input name -> (min, opt, max) shapes.
+    ``precision_route``: "fp32", "builder-flag" (10.x: fp16 kernels chosen by TensorRT on an fp32 network) or
+    "onnx-types" (a strongly typed network that keeps the fp16 export's own types).
+    """
+
+    trt_version: str
+    trt_major: int
+    precision: str
+    precision_route: str
+    strongly_typed: bool
+    network_flags: tuple = ()
+    builder_flags: tuple = ()
+    profiles: list = field(default_factory=list)
+    workspace_bytes: Optional[int] = None
+    optimization_level: Optional[int] = None
+    timing_cache: Optional[str] = None
+    plugin_library: Optional[str] = None
+    profiling_verbosity: str = "DETAILED"
+    verbose: bool = False
+    notes: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def raise_errors(self) -> None:
+        if self.errors:
+            raise MaskrtError(self.errors[0])
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["profiles"] = [{k: [list(s) for s in v] for k, v in p.items()} for p in self.profiles]
+        return d
+
+
+def plan_build(info: OnnxInfo, options: BuildOptions, trt_version: str) -> BuildPlan:
+    """Translate the options for one ONNX file into a :class:`BuildPlan` for TensorRT ``trt_version``.
+
+    Pure: looks at no file and imports nothing. Problems go into ``plan.errors`` (the first is what the command
+    says), remarks into ``plan.notes``.
+    """
+    errors = list(options.check())
+    notes = []
+    try:
+        rules = version_rules(trt_version)
+    except MaskrtError as e:
+        rules = None
+        errors.append(str(e))
+    if rules is not None and rules.note:
+        notes.append(rules.note)
+    major = rules.major if rules else parse_version(trt_version)[0]
+    name = os.path.basename(info.path)
+
+    # precision: the ONNX's own unless asked; how to get it depends on the version
+    precision = options.precision or info.precision
+    route, strongly_typed, network_flags, builder_flags = "fp32", False, (), ()
+    if info.precision == "fp16":
+        if precision == "fp32":
+            errors.append(f"{name} is an fp16 export (its weights and types are fp16): --precision fp32 needs an "
+                          "fp32 export (`maskrt export --precision fp32`)")
+        route, strongly_typed = "onnx-types", True
+    elif precision == "fp16":
+        if rules is not None and rules.fp16_builder_flag:
+            route, builder_flags = "builder-flag", ("FP16",)
+            notes.append("fp16 from the builder flag: TensorRT picks fp16 kernels where they are faster, on the fp32 "
+                         "graph; an fp16 export (`maskrt export --precision fp16`) keeps box decoding and NMS scores "
+                         "in fp32 by construction")
+        elif rules is not None:
+            errors.append(f"TensorRT {trt_version} builds strongly typed networks only (no fp16 builder flag): fp16 "
+                          f"comes from an fp16 ONNX; {name} is fp32: export with `maskrt export --precision fp16` "
+                          "and build that file")
+    if rules is not None:
+        if rules.always_strongly_typed:
+            strongly_typed = True  # nothing to request: the flag is deprecated and ignored
+        elif strongly_typed and rules.strongly_typed_flag:
+            network_flags = ("STRONGLY_TYPED",)
+
+    # optimization profiles over the batch dimension
+    profiles = []
+    dynamic = info.dynamic_inputs
+    if dynamic:
+        others = {n: v["shape"] for n, v in dynamic.items() if any(d is None for d in v["shape"][1:])}
+        if others:
+            n, shape = next(iter(others.items()))
+            errors.append(f"input {n!r} of {name} has dynamic dimensions other than the batch "
+                          f"({_shape_text(shape)}): maskrt build makes profiles over the batch only; export at a "
+                          "fixed size")
+        else:
+            lo = options.min_batch or DEFAULT_MIN_BATCH
+            hi = options.max_batch or max(DEFAULT_MAX_BATCH, lo, options.opt_batch or 0)
+            opt = options.opt_batch or lo
+            if lo > hi:
+                errors.append(f"--min-batch {lo} is larger than --max-batch {hi}")
+            elif not lo <= opt <= hi:
+                errors.append(f"--opt-batch {opt} must lie between --min-batch {lo} and --max-batch {hi}")
+            else:
+                profiles.append({n: tuple((b, *v["shape"][1:]) for b in (lo, opt, hi)) for n, v in dynamic.items()})
+                notes.append(f"dynamic batch: one optimization profile, batch min {lo} / opt {opt} / max {hi}")
+    elif options.batch_given():
+        batch = next(iter(info.inputs.values()))["shape"][0] if info.inputs else "?"
+        notes.append(f"{name} has a fixed batch of {batch}: --min-batch/--opt-batch/--max-batch are ignored (export "
+                     "with --dynamic-batch for a range)")
+
+    # plugins
+    if info.plugin_nodes and not options.plugins:
+        errors.append(f"{name} has {info.plugin_nodes} maskrt plugin node(s) and no plugin library was given or "
+                      "found: build it with `maskrt plugins build`, or pass --plugins LIB")
+    elif options.plugins and not info.plugin_nodes:
+        notes.append(f"{name} has no maskrt plugin nodes; the plugin library is loaded anyway")
+
+    workspace = None
+    if options.workspace is not None:
+        try:
+            workspace = parse_memory(options.workspace, "--workspace")
+        except MaskrtError:
+            pass  # already in errors
+    return BuildPlan(trt_version=str(trt_version), trt_major=major, precision=precision, precision_route=route,
+                     strongly_typed=strongly_typed, network_flags=network_flags, builder_flags=builder_flags,
+                     profiles=profiles, workspace_bytes=workspace, optimization_level=options.optimization_level,
+                     timing_cache=options.timing_cache, plugin_library=options.plugins, verbose=options.verbose,
+                     notes=notes, errors=_unique(errors))
+
+
+def _unique(items: list) -> list:
+    out = []
+    for i in items:
+        if i not in out:
+            out.append(i)
+    return out
+
+
+def _shape_text(shape) -> str:
+    return "x".join("?" if d is None or (isinstance(d, int) and d < 0) else str(d) for d in shape)
+
+
+def parser_error_lines(errors: list) -> list[str]:
+    """One line per ONNX parser error: ``node NAME (OP): description``. ``errors``: dicts with node_name,
+    node (index), operator and desc."""
+    lines = []
+    for e in errors:
+        node = e.get("node_name") or (f"#{e['node']}" if e.get("node", -1) not in (None, -1) else "(graph)")
+        op = f" ({e['operator']})" if e.get("operator") else ""
+        desc = " ".join(str(e.get("desc", "")).split())
+        lines.append(f"node {node}{op}: {desc}")
+    return lines
+
+
+class OnnxParseError(MaskrtError):
+    """TensorRT's ONNX parser refused the graph; ``lines`` holds one line per parser error."""
+
+    def __init__(self, message: str, lines: list[str]):
+        super().__init__(message)
+        self.lines = list(lines)
+
+
