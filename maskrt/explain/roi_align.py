@@ -189,7 +189,9 @@ def _load_image(image: ImageLike, seed: int) -> tuple[np.ndarray, str, Optional[
             chw = read_image(image)
         except MaskrtError as e:
             # PIL's messages can span lines; the CLI prints one.
-            raise MaskrtError(" ".join(str(e).split()) + ": give a PNG, JPEG or other image file") from None
+            message = " ".join(str(e).split())
+            fix = "check the path" if message.startswith("image not found") else "give a PNG, JPEG or other image file"
+            raise MaskrtError(f"{message}: {fix}") from None
         return chw.permute(1, 2, 0).numpy(), os.path.basename(os.fspath(image)), None
     raise MaskrtError(f"image must be a file path or an (H, W, 3) uint8 array, got {type(image).__name__}")
 
