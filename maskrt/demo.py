@@ -7,7 +7,8 @@
 4. COCO bbox/segm AP on every backend that runs here: PyTorch, ONNX Runtime fp32 and fp16 (a TensorRT engine
    too where TensorRT and a GPU are present);
 5. the same backends timed side by side (``maskrt bench``'s alternating order);
-6. predictions drawn for a few images;
+6. predictions drawn for a few images, and the interactive RoI Align page (:mod:`maskrt.explain.roi_align`) on
+   a validation scene;
 7. ``demo.json`` (everything above), ``report.html`` (self-contained: accuracy, verification, pictures,
    latency) and a short table in the terminal.
 """
@@ -189,6 +190,12 @@ def run_demo(settings: DemoSettings, console=None) -> dict:
     pictures = _draw(paths["fp32"], dataset.files[: settings.draw], os.path.join(out, "pictures"))
     step("pictures")
 
+    # 7. the RoI Align explainer, on the first validation scene and the embedded model's features
+    from maskrt.explain.roi_align import write_page
+
+    explainer = write_page(os.path.join(out, "explain_roi_align.html"), image=dataset.files[0])
+    step("explainer")
+
     summary = {
         "schema": "maskrt.demo", "schema_version": 1, "arch": ARCH, "weights": os.path.abspath(weights),
         "settings": asdict(settings), "dataset": dataset.info(), "exports": export_info,
@@ -198,6 +205,7 @@ def run_demo(settings: DemoSettings, console=None) -> dict:
                      "p99_ms": r.stat("model").p99 if r.stat("model") else None,
                      "fps": r.stat("model").fps if r.stat("model") else None, "status": r.status}
                     for (name, _), r in zip(rows, latency.runs)],
+        "explainer": os.path.basename(explainer),
         "seconds": timings,
     }
     summary["seconds"]["total"] = round(time.perf_counter() - began, 2)
@@ -256,7 +264,9 @@ def _html_sections(summary: dict, pictures) -> str:
 
     header, rows = accuracy_rows(summary)
     n = summary["dataset"].get("num_images", "?")
-    parts = ["<h2>Accuracy (COCO AP, %)</h2>",
+    parts = [f'<p class="note">What RoI Align computes, on this model\'s features: <a href="{html.escape(summary["explainer"])}">'
+             "the interactive RoI Align / RoI Pool page</a>.</p>"] if summary.get("explainer") else []
+    parts += ["<h2>Accuracy (COCO AP, %)</h2>",
              f'<p class="note">{html.escape(str(n))} held-out synthetic scenes (seed {summary["settings"]["seed"]}); '
              "Δ: AP points against PyTorch fp32. TensorRT: " + html.escape(summary["tensorrt"]) + "</p>",
              html_table(header, rows)]

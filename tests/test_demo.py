@@ -40,7 +40,7 @@ def demo(tmp_path_factory):
 def test_demo_writes_everything_into_one_folder(demo):
     out, summary, proc = demo
     for name in ("shapes_fp32.onnx", "shapes_fp16.onnx", "shapes_tensorrt_target.onnx", "demo.json", "latency.json",
-                 "report.html", os.path.join("val", "annotations.json")):
+                 "report.html", "explain_roi_align.html", os.path.join("val", "annotations.json")):
         assert (out / name).is_file(), name
     assert len(list((out / "pictures").glob("*.png"))) == 2
     assert not list(out.glob("*.tmp"))
@@ -70,6 +70,7 @@ def test_demo_report_loads_in_a_browser(demo, tmp_path):
     for heading in ("Accuracy (COCO AP, %)", "Verification against PyTorch", "Model latency"):
         assert heading in dom
     assert dom.count("data:image/png;base64,") == 2
+    assert 'href="explain_roi_align.html"' in dom  # the explainer is linked from the report
 
 
 @pytest.mark.parametrize("args, message", [

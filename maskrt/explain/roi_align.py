@@ -28,14 +28,12 @@ what it computed, ``{"output": [C][PH][PW]}``, into the elements ``#roi-align-ou
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
 import io
 import json
 import math
 import os
 import re
-import secrets
 from functools import lru_cache
 from typing import Any, Optional, Sequence, Union
 
@@ -43,7 +41,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from maskrt.errors import MaskrtError
+from maskrt.core.errors import MaskrtError
+from maskrt.core.fileio import atomic_write, check_output_file
 
 # Stride -> (key of the shapes model's FPN output, level name). The 'pool' level (stride 64) is left out: its
 # maps are a few cells wide, too coarse to show anything.
@@ -387,42 +386,6 @@ def render_page(state: dict) -> str:
     return re.sub(r"@@([A-Z_]+)@@", lambda m: parts[m.group(1)], _asset("roi_align.html"))
 
 
-def _same_file(a: str, b: str) -> bool:
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    with contextlib.suppress(OSError):
-        return os.path.samefile(a, b)
-    return False
-
-
-def _write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path``, then rename it over ``path``.
-
-    The temporary file is created with mode 0666 minus the umask (0644 under umask 022), like any file the
-    user's shell would create; it is removed on any exception, KeyboardInterrupt included.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as e:
-        raise MaskrtError(f"cannot create the output folder {folder}: {e.strerror}") from None
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    created = False
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        created = True
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException as e:
-        if created:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise MaskrtError(f"cannot write {path}: {e.strerror or e}") from None
-        raise
-
-
 def write_page(
     out_path: Union[str, os.PathLike],
     image: ImageLike = None,
@@ -446,11 +409,9 @@ def write_page(
             file cannot be written. Nothing is left behind then.
     """
     out = os.fspath(out_path)
-    if isinstance(image, (str, os.PathLike)) and _same_file(os.fspath(image), out):
-        raise MaskrtError(f"refusing to write the page over the input image {os.fspath(image)}: choose another --out")
     if os.path.isdir(out):
         raise MaskrtError(f"output path {out} is a folder: give a file name, e.g. {os.path.join(out, 'explain.html')}")
+    check_output_file(out, "--out", inputs=[image] if isinstance(image, (str, os.PathLike)) else [])
     state = page_state(image=image, box=box, stride=stride, output_size=output_size, sampling_ratio=sampling_ratio,
                        mode=mode, aligned=aligned, features=features, seed=seed)
-    _write_atomic(out, render_page(state))
-    return out
+    return atomic_write(out, render_page(state))
