@@ -4,9 +4,9 @@
 scores only in its own category; invalid boxes score -1, below the -0.5 threshold) and a ``ScatterND`` that
 turns the selected indices back into a (B, N) keep mask.
 
-``maskrt::multilevel_roi_align`` becomes FPN level assignment, one stable sort of the RoIs by level (``TopK``
-on ``level * K + index``), one ``RoiAlign`` per level on its contiguous slice, a ``Concat`` and one ``Gather``
-that restores the RoIs' order. ``coordinate_transformation_mode`` and ``sampling_ratio`` are always written:
+``maskrt::multilevel_roi_align`` becomes FPN level assignment, one stable counting sort of the RoIs by level
+(``CumSum`` of one-hot levels: no ``TopK``, whose K TensorRT limits to 3840), one ``RoiAlign`` per level on its
+contiguous slice, a ``Concat`` and one ``Gather`` that restores the RoIs' order. ``coordinate_transformation_mode`` and ``sampling_ratio`` are always written:
 their defaults differ between the ONNX spec, ONNX Runtime and TensorRT's parser. Under
 ``export_target("tensorrt")`` it becomes one TensorRT plugin node instead (:mod:`maskrt.export.tensorrt_target`).
 """
@@ -59,8 +59,8 @@ def _slice(g, x, start, end, axis: int):
     return g.op("Slice", x, start, end, _const(g, [axis], torch.int64))
 
 
-@sh.parse_args("v", "v", "v", "v", "f", "i")
-def batched_nms_mask(g, boxes, scores, idxs, valid, iou_threshold, num_categories):
+@sh.parse_args("v", "v", "v", "v", "f", "i", "i")
+def batched_nms_mask(g, boxes, scores, idxs, valid, iou_threshold, num_categories, max_per_category=0):
     categories = _const(g, list(range(num_categories)), torch.int64)
     categories = g.op("Reshape", categories, _const(g, [1, num_categories, 1], torch.int64))
     member = g.op("Equal", _unsqueeze(g, g.op("Cast", idxs, to_i=_ONNX_INT64), 1), categories)  # (B, C, N)
@@ -70,7 +70,8 @@ def batched_nms_mask(g, boxes, scores, idxs, valid, iou_threshold, num_categorie
         "NonMaxSuppression",
         boxes,
         per_category,
-        _const(g, [2**31 - 1], torch.int64),  # no cap per category
+        # The cap bounds what TensorRT allocates for the selected indices (batch x categories x min(boxes, cap)).
+        _const(g, [max_per_category if max_per_category > 0 else 2**31 - 1], torch.int64),
         _const(g, [iou_threshold], torch.float32),
         _const(g, [-0.5], torch.float32),
         center_point_box_i=0,
@@ -124,30 +125,39 @@ def multilevel_roi_align(g, features, rois, scales, output_height, output_width,
     level = g.op("Clip", level, _const(g, float(k_min)), _const(g, float(k_max)))
     level = g.op("Sub", _squeeze(g, level, 1), _const(g, float(k_min)))  # (K,) float, exact small integers
 
-    # Stable sort by level: keys level * K + index are distinct and exact in fp32 for any realistic K.
+    # A stable counting sort by level, without TopK (TensorRT's TopK takes K <= 3840, and K here is every RoI of
+    # the batch): the position of RoI i in level order is the number of RoIs on lower levels plus the number on
+    # its own level before it. Counts are sums of 0/1 in fp32, exact for any realistic K.
+    num_levels = len(maps)
+    onehot = g.op("Cast", g.op("Equal", _unsqueeze(g, level, 1), _const(g, [[float(lvl) for lvl in range(num_levels)]])),
+                  to_i=_ONNX_FLOAT)  # (K, L)
+    axis0 = _const(g, 0, torch.int64)
+    rank = g.op("ReduceSum", g.op("Mul", onehot, g.op("CumSum", onehot, axis0)), _const(g, [1], torch.int64),
+                keepdims_i=0)  # (K,): 1 + the number of earlier RoIs on the same level
+    counts = g.op("ReduceSum", onehot, _const(g, [0], torch.int64), keepdims_i=0)  # (L,)
+    starts = g.op("CumSum", counts, axis0, exclusive_i=1)  # (L,): first sorted position of each level
+    level_index = g.op("Cast", level, to_i=_ONNX_INT64)
+    position = g.op("Cast", g.op("Sub", g.op("Add", g.op("Gather", starts, level_index, axis_i=0), rank),
+                                 _const(g, 1.0)), to_i=_ONNX_INT64)  # (K,): where RoI i goes
     num = _slice(g, g.op("Shape", rois), 0, 1, 0)  # (1,) int64
     index = g.op("Range", _const(g, 0, torch.int64), _squeeze(g, num, 0), _const(g, 1, torch.int64))
-    keys = g.op("Add", g.op("Mul", level, g.op("Cast", num, to_i=_ONNX_FLOAT)), g.op("Cast", index, to_i=_ONNX_FLOAT))
-    _, order = g.op("TopK", keys, num, axis_i=0, largest_i=0, sorted_i=1, outputs=2)
+    order = g.op("ScatterElements", g.op("ConstantOfShape", num, value_t=torch.tensor([0], dtype=torch.int64)),
+                 position, index, axis_i=0)  # (K,): the RoI at each sorted position
     sorted_boxes = g.op("Gather", boxes, order, axis_i=0)
     sorted_batch = g.op("Gather", batch, order, axis_i=0)
 
     pooled = []
-    start = _const(g, [0], torch.int64)
+    starts_int = g.op("Cast", starts, to_i=_ONNX_INT64)
+    counts_int = g.op("Cast", counts, to_i=_ONNX_INT64)
     for lvl, (feature, scale) in enumerate(zip(maps, scales)):
-        count = g.op("ReduceSum", g.op("Cast", g.op("Equal", level, _const(g, float(lvl))), to_i=_ONNX_INT64),
-                     keepdims_i=1)
-        end = g.op("Add", start, count)
+        start = _slice(g, starts_int, lvl, lvl + 1, 0)
+        end = g.op("Add", start, _slice(g, counts_int, lvl, lvl + 1, 0))
         pooled.append(
             g.op("RoiAlign", feature, _slice(g, sorted_boxes, start, end, 0), _slice(g, sorted_batch, start, end, 0),
                  spatial_scale_f=float(scale), **attrs)
         )
-        start = end
     merged = g.op("Concat", *pooled, axis_i=0)
-    # Inverse permutation: position of each original RoI in the sorted order.
-    inverse = g.op("ScatterElements", g.op("ConstantOfShape", num, value_t=torch.tensor([0], dtype=torch.int64)), order,
-                   index, axis_i=0)
-    return g.op("Gather", merged, inverse, axis_i=0)
+    return g.op("Gather", merged, position, axis_i=0)  # back to the RoIs' own order
 
 
 _REGISTERED: set[int] = set()

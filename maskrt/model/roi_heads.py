@@ -90,7 +90,8 @@ class RoIHeads(nn.Module):
         labels = labels[:, :, 1:].reshape(b, -1)
         valid = proposal_valid[:, :, None].expand(b, r, num_classes - 1).reshape(b, -1)
         valid = valid & (scores > self.score_thresh) & side_at_least(boxes, 1e-2)
-        keep = torch.ops.maskrt.batched_nms_mask(boxes, scores, labels, valid, self.nms_thresh, num_classes)
+        keep = torch.ops.maskrt.batched_nms_mask(boxes, scores, labels, valid, self.nms_thresh, num_classes,
+                                                 self.detections_per_img)
         ranked = torch.where(keep, scores, torch.full_like(scores, -1.0))
         k = min(self.detections_per_img, ranked.shape[1])
         top, order = topk_stable(ranked, k, dim=1)

@@ -109,7 +109,8 @@ class RegionProposalNetwork(nn.Module):
         boxes = clip_to_sizes(torch.cat(boxes, dim=1), image_sizes)
         levels = torch.cat(levels, dim=1)
         valid = side_at_least(boxes, self.min_size) & (scores >= self.score_thresh)
-        keep = torch.ops.maskrt.batched_nms_mask(boxes, scores, levels, valid, self.nms_thresh, len(logits))
+        # At most post_n boxes per level: no more can be among the post_n best overall (see batched_nms_mask).
+        keep = torch.ops.maskrt.batched_nms_mask(boxes, scores, levels, valid, self.nms_thresh, len(logits), post_n)
         ranked = torch.where(keep, scores, torch.full_like(scores, -1.0))
         r = min(post_n, ranked.shape[1])
         top, order = topk_stable(ranked, r, dim=1)

@@ -16,7 +16,8 @@ from maskrt.ops.poolers import multilevel_roi_align
 
 @torch.library.custom_op("maskrt::batched_nms_mask", mutates_args=())
 def batched_nms_mask(
-    boxes: Tensor, scores: Tensor, idxs: Tensor, valid: Tensor, iou_threshold: float, num_categories: int
+    boxes: Tensor, scores: Tensor, idxs: Tensor, valid: Tensor, iou_threshold: float, num_categories: int,
+    max_per_category: int = 0,
 ) -> Tensor:
     """Per-image, per-category NMS as a keep mask.
 
@@ -27,6 +28,11 @@ def batched_nms_mask(
         valid: (B, N) bool; only valid boxes take part.
         iou_threshold: suppress when IoU > threshold.
         num_categories: idxs lie in [0, num_categories); a static bound that export rules use.
+        max_per_category: keep at most this many boxes per image and category, the highest-scoring ones (0: no
+            limit). A caller that then keeps the best ``n`` boxes overall loses nothing by passing ``n``: a box
+            beyond the ``n`` best of its own category cannot be among the ``n`` best of all. The exported
+            ``NonMaxSuppression`` gets it as ``max_output_boxes_per_class``, which bounds the output TensorRT
+            allocates.
 
     Returns:
         (B, N) bool, True for boxes kept by NMS (never for invalid ones).
@@ -35,12 +41,27 @@ def batched_nms_mask(
     for b in range(boxes.shape[0]):
         members = torch.where(valid[b])[0]
         kept = batched_nms(boxes[b, members], scores[b, members], idxs[b, members], iou_threshold)
+        if max_per_category > 0 and kept.numel():
+            kept = _first_per_category(kept, idxs[b, members][kept], max_per_category)
         keep[b, members[kept]] = True
     return keep
 
 
+def _first_per_category(kept: Tensor, categories: Tensor, limit: int) -> Tensor:
+    """The entries of ``kept`` (ordered by decreasing score) whose rank within their category is below ``limit``."""
+    order = torch.sort(categories, stable=True)[1]  # by category, score order kept within each
+    sorted_categories = categories[order]
+    first = torch.ones_like(sorted_categories, dtype=torch.bool)
+    first[1:] = sorted_categories[1:] != sorted_categories[:-1]
+    position = torch.arange(sorted_categories.numel(), device=kept.device)
+    start = torch.cummax(torch.where(first, position, torch.zeros_like(position)), dim=0)[0]
+    rank = torch.empty_like(position)
+    rank[order] = position - start
+    return kept[rank < limit]
+
+
 @batched_nms_mask.register_fake
-def _(boxes, scores, idxs, valid, iou_threshold, num_categories):
+def _(boxes, scores, idxs, valid, iou_threshold, num_categories, max_per_category=0):
     return torch.empty(scores.shape, dtype=torch.bool, device=scores.device)
 
 

@@ -19,7 +19,9 @@ from maskrt.plugins import spec
 from maskrt.plugins.library import cache_dir, library_filename
 
 SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_CUDA_ARCHS = ("80", "90")
+#: Turing (sm_75: T4, RTX 20xx) to Blackwell: what the kernel is built for when no GPU is present, as far as the
+#: installed nvcc offers them (nvcc 13 accepts all of these; it dropped Volta).
+DEFAULT_CUDA_ARCHS = ("75", "80", "86", "89", "90", "100", "120")
 DRIVER = "maskrt_mlra_run"
 
 
@@ -68,8 +70,48 @@ def find_cmake() -> str:
     return found
 
 
+def nvcc_architectures(nvcc: str | None) -> tuple[str, ...] | None:
+    """The real architectures ``nvcc --list-gpu-code`` names (("75", "80", ...)), or None when it cannot say."""
+    if not nvcc:
+        return None
+    try:
+        out = subprocess.run([nvcc, "--list-gpu-code"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = tuple(dict.fromkeys(w.removeprefix("sm_") for w in out.stdout.split() if w.startswith("sm_")))
+    return found if out.returncode == 0 and found else None
+
+
+def local_gpu_architecture() -> str | None:
+    """The compute capability of the first CUDA device torch sees, as CMake writes it ("86"), or None."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability(0)
+            return f"{major}{minor}"
+    except Exception:  # no torch, a broken driver: no local GPU to build for
+        return None
+    return None
+
+
+def default_cuda_archs(nvcc: str | None) -> tuple[str, ...]:
+    """The local GPU's architecture when there is one; otherwise :data:`DEFAULT_CUDA_ARCHS` limited to those the
+    installed nvcc can build for."""
+    accepted = nvcc_architectures(nvcc)
+    local = local_gpu_architecture()
+    if local is not None:
+        if accepted is not None and local not in accepted:
+            raise MaskrtError(f"this GPU is sm_{local}, which nvcc at {nvcc} cannot build for (it offers "
+                              f"{', '.join('sm_' + a for a in accepted)}): install a CUDA toolkit that supports it")
+        return (local,)
+    if accepted is None:
+        return DEFAULT_CUDA_ARCHS
+    return tuple(a for a in DEFAULT_CUDA_ARCHS if a in accepted) or accepted
+
+
 def parse_cuda_archs(cuda_archs: str | Sequence[str | int] | None) -> tuple[str, ...]:
-    """'80;90', '80,90', ['80', 90] or 'sm_80' -> ('80', '90'); None -> the defaults."""
+    """'80;90', '80,90', ['80', 90] or 'sm_80' -> ('80', '90'); None -> :data:`DEFAULT_CUDA_ARCHS`."""
     if cuda_archs is None:
         return DEFAULT_CUDA_ARCHS
     items = cuda_archs.replace(",", ";").split(";") if isinstance(cuda_archs, str) else [str(a) for a in cuda_archs]
@@ -116,7 +158,8 @@ def build(
     """Configure and build the plugin libraries; return where they went.
 
     Args:
-        cuda_archs: CUDA architectures ("80;90" by default).
+        cuda_archs: CUDA architectures (default: the local GPU's; without one, Turing to Blackwell as far as
+            nvcc offers them: :func:`default_cuda_archs`).
         build_dir: CMake build folder (default ``<cache>/build``, or ``<cache>/build-asan`` with ``asan``).
         with_cuda: build the CUDA kernel (and the TensorRT plugin); None: when nvcc is found.
         output_dir: where the libraries go (default: the cache folder that :func:`find_library` searches).
@@ -129,8 +172,8 @@ def build(
         MaskrtError: cmake or (with ``with_cuda=True``) nvcc missing, or the build failed (last lines of the log).
     """
     cmake = find_cmake()
-    archs = parse_cuda_archs(cuda_archs)
     nvcc = find_nvcc()
+    archs = parse_cuda_archs(cuda_archs) if cuda_archs is not None else default_cuda_archs(nvcc)
     if with_cuda is None:
         with_cuda = nvcc is not None
     if with_cuda and nvcc is None:

@@ -1,7 +1,7 @@
 """The thin TensorRT layer's control flow, driven by a stand-in ``tensorrt`` module.
 
 The stand-in records what is called; it verifies the order of calls, the files written and the error paths of
-:func:`maskrt.backends.trt.trt_build.build_engine` and :class:`maskrt.backends.trt.api.TrtSession` on a machine without
+:func:`maskrt.backends.trt.build.build_engine` and :class:`maskrt.backends.trt.api.TrtSession` on a machine without
 TensorRT. It says nothing about TensorRT's behaviour: that is for the ``needs_tensorrt`` tests, and the names
 themselves are checked by tests/test_tensorrt_api_surface.py.
 """
@@ -37,7 +37,7 @@ def fake_tensorrt(version="10.16.0.72", parse_ok=True, build_ok=True):
     trt.TensorIOMode = _Enum("INPUT", "OUTPUT")
     trt.MemoryPoolType = _Enum("WORKSPACE")
     trt.ProfilingVerbosity = _Enum("DETAILED")
-    trt.BuilderFlag = _Enum("FP16")
+    trt.BuilderFlag = _Enum("FP16", "TF32")
     trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=0)
 
     class Logger:
@@ -45,6 +45,12 @@ def fake_tensorrt(version="10.16.0.72", parse_ok=True, build_ok=True):
 
         def __init__(self, severity):
             calls.append(("Logger", severity))
+
+    def init_libnvinfer_plugins(logger, namespace):
+        calls.append(("init_libnvinfer_plugins", namespace))
+        return True
+
+    trt.init_libnvinfer_plugins = init_libnvinfer_plugins
 
     class IProfiler:
         def __init__(self):
@@ -56,6 +62,9 @@ def fake_tensorrt(version="10.16.0.72", parse_ok=True, build_ok=True):
 
         def set_flag(self, flag):
             calls.append(("flag", flag))
+
+        def clear_flag(self, flag):
+            calls.append(("clear_flag", flag))
 
         def create_timing_cache(self, data):
             calls.append(("create_timing_cache", bytes(data)))
@@ -202,6 +211,11 @@ def test_build_flow_writes_engine_sidecar_and_cache(tmp_path, monkeypatch, gpu):
     assert any("builder flag" in line for line in logged)
     assert result.timing_cache_written == str(cache)
     trt_sidecar.check_engine_file(result.path, side)
+    # TensorRT's standard plugins (ROIAlign_TRT for ONNX RoiAlign) are registered before the parser runs, and an
+    # "fp32" build does not let TensorRT use TF32
+    assert trt.calls.index(("init_libnvinfer_plugins", "")) < trt.calls.index(("parse_from_file", "m.onnx"))
+    assert ("clear_flag", "TF32") in trt.calls and side["tf32"] is False
+    assert side["cuda_graph_capturable"] is True  # the tiny graph has no NMS
 
 
 def test_build_flow_fp16_onnx_on_11(tmp_path, monkeypatch, gpu):
@@ -271,6 +285,9 @@ def test_session_flow(monkeypatch):
     with pytest.raises(MaskrtError, match="cannot deserialise"):
         TrtSession(b"junk")
     s = TrtSession(b"ENGINE")
+    # the standard plugins are registered (once) before an engine is deserialised; one logger for everything
+    assert trt.calls.count(("init_libnvinfer_plugins", "")) == 1
+    assert sum(1 for c in trt.calls if c[0] == "Logger") == 1
     assert [t["name"] for t in s.io] == ["images", "out"] and s.io[0]["max"] == [8, 3, 32, 48]
     s.set_input_shape("images", (2, 3, 32, 48))
     assert s.tensor_shape("out") == (2, 3, 32, 48)
@@ -284,3 +301,20 @@ def test_session_flow(monkeypatch):
     s.profiler.report_layer_time("conv", 2.5)
     assert s.stop_layer_profile() == {"conv": [1.5, 2.5]}
     s.close()
+
+
+def test_engines_with_nms_refuse_cuda_graphs_up_front(tmp_path, monkeypatch):
+    from maskrt.backends.trt.runner import TrtRunner
+    from tests.backends.engine_fixtures import fake_engine
+
+    path = fake_engine(tmp_path / "m.engine")
+    side = json.loads((tmp_path / "m.engine.json").read_text())
+    side["cuda_graph_capturable"] = False
+    (tmp_path / "m.engine.json").write_text(json.dumps(side))
+    with pytest.raises(MaskrtError, match="data-dependent shapes .* without --cuda-graph"):
+        TrtRunner(path, cuda_graph=True)
+    TrtRunner(path)  # without CUDA graphs it is fine
+    del side["cuda_graph_capturable"]  # a sidecar that does not say: refused too
+    (tmp_path / "m.engine.json").write_text(json.dumps(side))
+    with pytest.raises(MaskrtError, match="data-dependent shapes"):
+        TrtRunner(path, cuda_graph=True)

@@ -66,7 +66,7 @@ def test_broken_library_file(isolated):
 
 
 def test_parse_cuda_archs():
-    assert parse_cuda_archs(None) == ("80", "90")
+    assert parse_cuda_archs(None) == ("75", "80", "86", "89", "90", "100", "120")  # Turing to Blackwell
     assert parse_cuda_archs("80;90") == ("80", "90")
     assert parse_cuda_archs("sm_86, 89") == ("86", "89")
     assert parse_cuda_archs([75, "90a"]) == ("75", "90a")
@@ -117,3 +117,25 @@ def test_adaptive_grid_is_capped(host_library):
     out = library.multilevel_roi_align_host(maps, rois, [1.0], (1, 1), sampling_ratio=0, library=host_library)
     assert time.perf_counter() - start < 10
     assert torch.isfinite(out).all()
+
+
+def test_default_cuda_archs_follow_the_gpu_and_nvcc(monkeypatch):
+    from maskrt.plugins import build as build_module
+
+    monkeypatch.setattr(build_module, "local_gpu_architecture", lambda: None)
+    monkeypatch.setattr(build_module, "nvcc_architectures", lambda nvcc: ("75", "80", "86", "90", "100", "120", "121"))
+    assert build_module.default_cuda_archs("nvcc") == ("75", "80", "86", "90", "100", "120")  # no 89 in this nvcc
+    monkeypatch.setattr(build_module, "local_gpu_architecture", lambda: "86")
+    assert build_module.default_cuda_archs("nvcc") == ("86",)
+    monkeypatch.setattr(build_module, "local_gpu_architecture", lambda: "70")
+    with pytest.raises(MaskrtError, match="sm_70, which nvcc .* cannot build for"):
+        build_module.default_cuda_archs("nvcc")
+
+
+def test_the_installed_nvcc_offers_turing_to_blackwell():
+    from maskrt.plugins.build import DEFAULT_CUDA_ARCHS, find_nvcc, nvcc_architectures
+
+    offered = nvcc_architectures(find_nvcc())
+    if offered is None:
+        pytest.skip("no nvcc here")
+    assert "75" in offered and set(DEFAULT_CUDA_ARCHS) <= set(offered), offered

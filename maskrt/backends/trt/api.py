@@ -63,9 +63,37 @@ def tensorrt_majors(*majors: int):
     return wrap
 
 
+_LOGGER: dict = {}  # tensorrt module -> {"logger": its one trt.Logger, "standard_plugins": registered}
+
+
 def _logger(trt, verbose: bool):
-    logger: trt.Logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
+    """The process's one logger: TensorRT keeps a single logger pointer for every builder and runtime
+    (NvInferRuntime.h ILogger; a second logger is ignored with a warning), so maskrt makes one and only changes its
+    severity."""
+    with _LOCK:
+        state: dict = _LOGGER.setdefault(trt, {})
+        logger: trt.Logger = state.get("logger")
+        if logger is None:
+            logger = trt.Logger(trt.Logger.WARNING)
+            state["logger"] = logger
+    logger.min_severity = trt.Logger.VERBOSE if verbose else trt.Logger.WARNING
     return logger
+
+
+def _standard_plugins(trt, logger: trt.Logger) -> None:
+    """Register TensorRT's standard plugins, once per process. The ONNX parser imports RoiAlign as the
+    ROIAlign_TRT plugin (version 2), which exists in the registry only after this call; engines that hold it need
+    it before deserialising too (NvInferPlugin.h initLibNvInferPlugins; NVIDIA's samples/python/detectron2
+    build_engine.py and infer.py call it first)."""
+    with _LOCK:
+        state: dict = _LOGGER.setdefault(trt, {})
+        if state.get("standard_plugins"):
+            return
+        ok: bool = trt.init_libnvinfer_plugins(logger, "")
+        if not ok:
+            raise MaskrtError("TensorRT could not register its standard plugins (initLibNvInferPlugins failed): the "
+                              "TensorRT installation is incomplete (libnvinfer_plugin missing?)")
+        state["standard_plugins"] = True
 
 
 def _dtype_names(trt) -> dict:
@@ -75,17 +103,15 @@ def _dtype_names(trt) -> dict:
 
 
 # -- plugins -------------------------------------------------------------------------------------------------------
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()
 _LOADED: dict = {}  # plugin library path -> handle (loaded into the registry once per process)
 
 
 def load_plugin_library(trt, path: str) -> None:
-    """Load a plugin library into TensorRT's plugin registry, once per process.
-
-    The library is opened with ctypes first (its static registration runs, and a library that cannot load says
-    why), then handed to ``IPluginRegistry.load_library``; when that declines (creators already registered by the
-    static registration), the maskrt creator must be in the registry.
-    """
+    """Load a plugin library into TensorRT's plugin registry, once per process, with
+    ``IPluginRegistry.load_library`` only (it calls the library's getCreators and setLoggerFinder). The library
+    registers nothing by itself when loaded, so there is one registration and no second path that could collide
+    with it (NvInferRuntimeCommon.h loadLibrary: it fails when a creator is already registered)."""
     from maskrt.plugins import spec
     from maskrt.plugins.library import load_shared_library
 
@@ -93,15 +119,17 @@ def load_plugin_library(trt, path: str) -> None:
     with _LOCK:
         if path in _LOADED:
             return
-        load_shared_library(path)
         registry: trt.IPluginRegistry = trt.get_plugin_registry()
         handle: object = registry.load_library(path)
         if handle is None:
-            creator: trt.IPluginCreatorInterface = registry.get_creator(spec.PLUGIN_NAME, spec.PLUGIN_VERSION,
-                                                                        spec.PLUGIN_NAMESPACE)
-            if creator is None:
-                raise MaskrtError(f"TensorRT did not register plugins from {path} (it has no getCreators, or was built "
-                                  "for another TensorRT): rebuild it with `maskrt plugins build`")
+            load_shared_library(path)  # when the dynamic loader refuses it, this says why (one line)
+            raise MaskrtError(f"TensorRT did not register plugins from {path} (no getCreators, built for another "
+                              "TensorRT, or its creator is already registered): rebuild it with `maskrt plugins build`")
+        creator: trt.IPluginCreatorInterface = registry.get_creator(spec.PLUGIN_NAME, spec.PLUGIN_VERSION,
+                                                                    spec.PLUGIN_NAMESPACE)
+        if creator is None:
+            raise MaskrtError(f"{path} registered no {spec.PLUGIN_NAME} version {spec.PLUGIN_VERSION} in namespace "
+                              f"{spec.PLUGIN_NAMESPACE!r}: rebuild it with `maskrt plugins build`")
         _LOADED[path] = handle
 
 
@@ -158,6 +186,7 @@ def build_serialized(plan: BuildPlan, onnx_path: str, log: Callable[[str], None]
         raise InternalError(f"the plan is for TensorRT {plan.trt_version}, this is {trt.__version__}")
     notes: list = []
     logger: trt.Logger = _logger(trt, plan.verbose)
+    _standard_plugins(trt, logger)
     if plan.plugin_library:
         load_plugin_library(trt, plan.plugin_library)
     builder: trt.Builder = trt.Builder(logger)
@@ -175,6 +204,10 @@ def build_serialized(plan: BuildPlan, onnx_path: str, log: Callable[[str], None]
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     if "FP16" in plan.builder_flags:
         _set_fp16_builder_flag(trt, config)
+    if not plan.tf32:
+        # TF32 is on by default (NvInfer.h BuilderFlag::kTF32): an "fp32" engine would run its fp32 convolutions
+        # and GEMMs with 10-bit mantissas on Ampere and newer.
+        config.clear_flag(trt.BuilderFlag.TF32)
     timing_cache: Optional[trt.ITimingCache] = (
         _attach_timing_cache(trt, config, plan.timing_cache, notes) if plan.timing_cache else None)
     for profile in plan.profiles:
@@ -239,6 +272,7 @@ class TrtSession:
         self.version: str = str(trt.__version__)
         self._trt = trt
         self._logger: trt.Logger = _logger(trt, verbose)
+        _standard_plugins(trt, self._logger)
         if plugin_library:
             load_plugin_library(trt, plugin_library)
         self._runtime: trt.Runtime = trt.Runtime(self._logger)

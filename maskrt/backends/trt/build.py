@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Optional
 
-from maskrt.backends.trt.plan import BuildOptions, BuildPlan, inspect_onnx, plan_build
+from maskrt.backends.trt.plan import BuildOptions, BuildPlan, CheckFailed, build_batch_limit, inspect_onnx, plan_build
 from maskrt.backends.trt.sidecar import make_sidecar, write_sidecar
 from maskrt.core.environment import cuda_device
 from maskrt.core.fileio import atomic_write, check_output_file
@@ -42,6 +42,7 @@ def build_engine(onnx_path: str, output: str, options: Optional[BuildOptions] = 
     output = os.fspath(output)
     check_output_file(output, "-o", inputs=[onnx_path])
     info = inspect_onnx(onnx_path)
+    conformance_check(info, options, log)
     plugins = tensorrt_plugin_library(options.plugins, needed=bool(info.plugin_nodes),
                                       who=f"{os.path.basename(info.path)} has {info.plugin_nodes} maskrt plugin node(s)")
     trt_version = api.tensorrt_version()
@@ -73,3 +74,24 @@ def build_engine(onnx_path: str, output: str, options: Optional[BuildOptions] = 
         cache_written = plan.timing_cache
     return BuildResult(path=output, sidecar_path=side, size_bytes=len(data), seconds=seconds, plan=plan,
                        sidecar=sidecar, timing_cache_written=cache_written)
+
+
+def conformance_check(info, options: BuildOptions, log: Callable[[str], None] = lambda s: None) -> None:
+    """Run ``maskrt check`` on the graph for the installed TensorRT (from its package metadata, without importing
+    it; both 10.16 and 11.1 rules when it is not installed) at the largest batch the build allows; CheckFailed (with
+    one line per error) when it finds errors, warnings passed to ``log``."""
+    from maskrt.check import check_model
+    from maskrt.core.environment import tensorrt_package
+
+    installed = tensorrt_package()
+    major = installed.split(".")[0] if installed and installed.split(".")[0] in ("10", "11") else None
+    strongly_typed = True if info.precision == "fp16" else None
+    report = check_model(info.path, tensorrt=major, max_batch=build_batch_limit(info, options),
+                         strongly_typed=strongly_typed)
+    for f in report.warnings:
+        log(f"check warning [{f.rule}] {f.node}: {f.message}")
+    if not report.ok:
+        lines = [f"check error [{f.rule}] {f.node}: {f.message}" + (f" (fix: {f.fix})" if f.fix else "")
+                 for f in report.errors]
+        raise CheckFailed(f"{report.summary()}: TensorRT would refuse this graph (errors listed above; "
+                          f"`maskrt check {os.path.basename(info.path)}` explains each)", lines)

@@ -48,6 +48,7 @@ class BuildOptions:
     timing_cache: Optional[str] = None
     optimization_level: Optional[int] = None
     plugins: Optional[str] = None
+    tf32: bool = False  # let fp32 layers use TF32 (TensorRT's default; maskrt's fp32 means fp32)
     verbose: bool = False
 
     def batch_given(self) -> bool:
@@ -101,6 +102,7 @@ class OnnxInfo:
     outputs: dict
     precision: str = "fp32"  # from maskrt metadata, else fp16 when the weights are fp16
     plugin_nodes: int = 0  # maskrt TensorRT plugin nodes
+    data_dependent: int = 0  # nodes with data-dependent output shapes (NonMaxSuppression, NonZero)
     metadata: dict = field(default_factory=dict)  # maskrt metadata_props
     sha256: str = ""
     size_bytes: int = 0
@@ -123,7 +125,9 @@ def inspect_onnx(path: str) -> OnnxInfo:
         fp32 = sum(1 for t in proto.graph.initializer if t.data_type == 1)
         precision = "fp16" if fp16 > fp32 else "fp32"
     plugins = sum(1 for n in proto.graph.node if n.op_type == spec.PLUGIN_NAME)
+    dependent = sum(1 for n in proto.graph.node if n.op_type in ("NonMaxSuppression", "NonZero"))
     return OnnxInfo(path=os.fspath(path), inputs=inputs, outputs=outputs, precision=precision, plugin_nodes=plugins,
+                    data_dependent=dependent,
                     metadata=props, sha256=file_sha256(path), size_bytes=os.path.getsize(path))
 
 
@@ -195,6 +199,7 @@ class BuildPlan:
     timing_cache: Optional[str] = None
     plugin_library: Optional[str] = None
     profiling_verbosity: str = "DETAILED"
+    tf32: bool = False
     verbose: bool = False
     notes: list = field(default_factory=list)
     errors: list = field(default_factory=list)
@@ -297,7 +302,8 @@ def plan_build(info: OnnxInfo, options: BuildOptions, trt_version: str) -> Build
     return BuildPlan(trt_version=str(trt_version), trt_major=major, precision=precision, precision_route=route,
                      strongly_typed=strongly_typed, network_flags=network_flags, builder_flags=builder_flags,
                      profiles=profiles, workspace_bytes=workspace, optimization_level=options.optimization_level,
-                     timing_cache=options.timing_cache, plugin_library=options.plugins, verbose=options.verbose,
+                     timing_cache=options.timing_cache, plugin_library=options.plugins, tf32=options.tf32,
+                     verbose=options.verbose,
                      notes=notes, errors=_unique(errors))
 
 
@@ -323,6 +329,25 @@ def parser_error_lines(errors: list) -> list[str]:
         desc = " ".join(str(e.get("desc", "")).split())
         lines.append(f"node {node}{op}: {desc}")
     return lines
+
+
+class CheckFailed(MaskrtError):
+    """``maskrt check`` found errors in the graph before TensorRT was imported; ``lines`` holds one line each."""
+
+    def __init__(self, message: str, lines: list[str]):
+        super().__init__(message)
+        self.lines = list(lines)
+
+
+def build_batch_limit(info: OnnxInfo, options: BuildOptions) -> int:
+    """The largest batch an engine of ``info`` built with ``options`` takes: the fixed batch of a fixed-batch
+    graph, else the profile's maximum."""
+    images = info.inputs.get("images") or next(iter(info.inputs.values()), None)
+    fixed = images["shape"][0] if images and images["shape"] else None
+    if isinstance(fixed, int) and fixed > 0:
+        return fixed
+    lo = options.min_batch or DEFAULT_MIN_BATCH
+    return options.max_batch or max(DEFAULT_MAX_BATCH, lo, options.opt_batch or 0)
 
 
 class OnnxParseError(MaskrtError):

@@ -95,6 +95,11 @@ class TrtRunner(Runner):
             props = self.sidecar.get("onnx", {}).get("metadata") or {}
             if require_metadata or props:
                 self.meta = ModelMeta.from_props(props, source=f"{self.path} (its sidecar)")
+        if cuda_graph and not (self.sidecar or {}).get("cuda_graph_capturable", False):
+            # NonMaxSuppression (and NonZero) give data-dependent shapes: TensorRT sizes and allocates them inside
+            # enqueueV3 (IOutputAllocator), which a CUDA graph capture cannot hold. maskrt's graphs all have NMS.
+            raise MaskrtError(f"{os.path.basename(self.path)} has layers with data-dependent shapes (NMS): TensorRT "
+                              "cannot replay it from a CUDA graph; run it without --cuda-graph")
         self.plugin_library = self._plugin_library(plugin_library)
 
     def _plugin_library(self, explicit: Optional[str]) -> Optional[str]:

@@ -42,6 +42,8 @@ def make_sidecar(*, engine_file: str, engine_size: int, engine_sha256: str, plan
         "gpu": {"name": gpu.get("name"), "compute_capability": str(gpu.get("compute_capability"))},
         "precision": plan.precision,
         "precision_route": plan.precision_route,
+        "tf32": plan.tf32,
+        "cuda_graph_capturable": not info.data_dependent,
         "strongly_typed": plan.strongly_typed,
         "inputs": [_io_entry(t) for t in io if t.get("input")],
         "outputs": [_io_entry(t) for t in io if not t.get("input")],

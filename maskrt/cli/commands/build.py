@@ -27,20 +27,22 @@ Examples:
 @click.option("--optimization-level", type=int, help="TensorRT builder optimization level 0-5 (default 3).")
 @click.option("--plugins", type=click.Path(dir_okay=False), help="maskrt TensorRT plugin library (default: found "
               "on the plugin search path when the graph has plugin nodes; see `maskrt plugins path`).")
+@click.option("--tf32", is_flag=True, help="Let fp32 layers use TF32 on Ampere and newer (TensorRT's default; "
+              "maskrt builds fp32 as fp32 unless asked).")
 @click.option("--verbose", is_flag=True, help="TensorRT's verbose log.")
 def build_cmd(onnx_path, output, precision, workspace, min_batch, opt_batch, max_batch, timing_cache,
-              optimization_level, plugins, verbose):
+              optimization_level, plugins, tf32, verbose):
     """Build a TensorRT engine from an ONNX export, with a JSON sidecar that maskrt's runtime checks."""
     from maskrt.backends.trt.build import build_engine
-    from maskrt.backends.trt.plan import BuildOptions, OnnxParseError
+    from maskrt.backends.trt.plan import BuildOptions, CheckFailed, OnnxParseError
     from maskrt.core.formatting import human_bytes
 
     options = BuildOptions(precision=precision, workspace=workspace, min_batch=min_batch, opt_batch=opt_batch,
                            max_batch=max_batch, timing_cache=timing_cache, optimization_level=optimization_level,
-                           plugins=plugins, verbose=verbose)
+                           plugins=plugins, tf32=tf32, verbose=verbose)
     try:
         result = build_engine(onnx_path, output, options, log=click.echo)
-    except OnnxParseError as e:
+    except (OnnxParseError, CheckFailed) as e:
         for line in e.lines:
             click.echo(line, err=True)
         raise

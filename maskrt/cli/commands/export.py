@@ -40,6 +40,7 @@ def export_cmd(arch, weights, random_weights, num_classes, input_size, min_size,
     """Export a Mask R-CNN to ONNX (RoiAlign, NonMaxSuppression; fp32 or fp16)."""
     import os
 
+    from maskrt.check import check_model
     from maskrt.core.fileio import check_output_file
     from maskrt.core.formatting import human_bytes
     from maskrt.core.parsing import parse_size
@@ -64,5 +65,10 @@ def export_cmd(arch, weights, random_weights, num_classes, input_size, min_size,
                      precision=precision, max_detections=max_detections, score_threshold=score_threshold,
                      class_names=names, target=target, before_commit=check)
     click.echo(f"wrote {os.path.abspath(result.path)} ({human_bytes(result.size_bytes)}) in {result.seconds:.1f} s")
+    report = check_model(result.path, max_batch=8 if dynamic_batch else batch)
+    click.echo(report.summary() + ("; `maskrt check` on the file explains each" if report.errors or report.warnings
+                                   else ""))
+    for f in report.errors + report.warnings:
+        click.echo(f"  {f.severity} [{f.rule}] {f.node}: {f.message}")
     click.echo("next:")
     click.echo(f"  maskrt predict {result.path} IMAGE.jpg --out predictions/")

@@ -15,7 +15,8 @@ Examples:
   maskrt plugins build
   maskrt plugins build --cuda-arch "75;86;90" --tensorrt-root /opt/tensorrt
   maskrt plugins build --no-cuda""")
-@click.option("--cuda-arch", "cuda_archs", default=None, help='CUDA architectures, e.g. "80;90" (default 80;90).')
+@click.option("--cuda-arch", "cuda_archs", default=None, help='CUDA architectures, e.g. "75;86" (default: the local GPU\'s; without one, Turing to Blackwell as far as nvcc '
+              'offers them).')
 @click.option("--no-cuda", is_flag=True, help="Build the host (CPU) twin only.")
 @click.option("--build-dir", type=click.Path(file_okay=False), help="CMake build folder (default: in the cache).")
 @click.option("--output-dir", type=click.Path(file_okay=False), help="Where the libraries go (default: the cache "

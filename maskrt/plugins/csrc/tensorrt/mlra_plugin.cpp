@@ -2,17 +2,16 @@
  * TensorRT plugin (IPluginV3 with the V3One capability interfaces) for maskrt's fused multi-level RoI Align.
  *
  * Name "MaskrtMultilevelRoIAlign", version "1", namespace "maskrt".
- * Inputs:  0: rois (K, 5) [batch_index, x1, y1, x2, y2], fp32, or fp16 when the maps are fp16
+ * Inputs:  0: rois (K, 5) [batch_index, x1, y1, x2, y2], fp32 (also when the maps are fp16)
  *          1..L: feature maps (N, C, H_l, W_l), finest first, all fp32 or all fp16, linear (NCHW)
  * Output:  (K, C, output_height, output_width), the maps' type
  * Fields:  output_height, output_width, sampling_ratio, aligned, canonical_scale, canonical_level (int32),
  *          mode ("avg" | "max", char; int32 0 | 1 accepted too), scales (float32[L]).
  *
- * Loading: the library exports getCreators() and setLoggerFinder() for IPluginRegistry::loadLibrary and
- * `trtexec --dynamicPlugins`, and (unless built with MASKRT_TRT_STATIC_REGISTRATION=0 or loaded with the
- * environment variable MASKRT_TRT_STATIC_REGISTRATION=0) registers its creator with getPluginRegistry() when
- * it is loaded, for a plain dlopen (ctypes.CDLL, `trtexec --plugins`). getCreators() withdraws that static
- * registration first, so that loadLibrary's own registration does not collide with it.
+ * Loading: one way only, IPluginRegistry::loadLibrary (trt.get_plugin_registry().load_library, trtexec
+ * --dynamicPlugins): the library exports getCreators() and setLoggerFinder(). It does not register anything when
+ * it is merely loaded: NVIDIA documents static registration and loadLibrary as alternatives, and loadLibrary
+ * refuses a library whose creators are already registered.
  */
 #include <NvInferRuntime.h>
 #include <cuda_runtime_api.h>
@@ -29,10 +28,6 @@
 #include <vector>
 
 #include "maskrt_mlra.h"
-
-#ifndef MASKRT_TRT_STATIC_REGISTRATION
-#define MASKRT_TRT_STATIC_REGISTRATION 1
-#endif
 
 #define MASKRT_TRT_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -394,14 +389,15 @@ public:
         {
             return false;
         }
-        bool const floatType = desc.type == DataType::kFLOAT || desc.type == DataType::kHALF;
         if (pos == 0)
         {
-            return floatType;  // rois: fp32, or fp16 (then the maps must be fp16, checked at pos 1)
+            // RoI coordinates stay fp32 whatever the network's precision: fp16 has 0.5-1 px steps past 512 px,
+            // and a weakly typed fp16 build would otherwise be free to pick half-precision boxes.
+            return desc.type == DataType::kFLOAT;
         }
         if (pos == 1)
         {
-            return floatType && (inOut[0].desc.type == DataType::kFLOAT || desc.type == DataType::kHALF);
+            return desc.type == DataType::kFLOAT || desc.type == DataType::kHALF;
         }
         return desc.type == inOut[1].desc.type;  // the other maps and the output share the first map's type
     }
@@ -565,31 +561,6 @@ MultilevelRoIAlignCreator& creator()
     return instance;
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// Static registration (plain dlopen).
-
-std::mutex gRegistrationMutex;
-bool gStaticallyRegistered = false;
-
-#if MASKRT_TRT_STATIC_REGISTRATION
-struct StaticRegistration
-{
-    StaticRegistration()
-    {
-        char const* env = std::getenv("MASKRT_TRT_STATIC_REGISTRATION");
-        if (env && std::strcmp(env, "0") == 0)
-        {
-            return;
-        }
-        std::lock_guard<std::mutex> lock(gRegistrationMutex);
-        IPluginRegistry* registry = getPluginRegistry();
-        gStaticallyRegistered = registry && registry->registerCreator(creator(), kNamespace);
-    }
-};
-
-StaticRegistration const gStaticRegistration;
-#endif
-
 } // namespace
 } // namespace trt
 } // namespace maskrt
@@ -599,20 +570,7 @@ StaticRegistration const gStaticRegistration;
 
 MASKRT_TRT_EXPORT nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)
 {
-    using namespace maskrt::trt;
-    {
-        // loadLibrary registers what this returns and fails on a creator that is already registered.
-        std::lock_guard<std::mutex> lock(gRegistrationMutex);
-        if (gStaticallyRegistered)
-        {
-            nvinfer1::IPluginRegistry* registry = getPluginRegistry();
-            if (registry && registry->deregisterCreator(creator()))
-            {
-                gStaticallyRegistered = false;
-            }
-        }
-    }
-    static nvinfer1::IPluginCreatorInterface* const creators[] = {&creator()};
+    static nvinfer1::IPluginCreatorInterface* const creators[] = {&maskrt::trt::creator()};
     nbCreators = 1;
     return creators;
 }
