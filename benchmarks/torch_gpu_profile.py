@@ -50,7 +50,8 @@ def agreement(spec_args: dict, path: str) -> dict:
                                      "fp16+graph": ("fp16", True)}.items():
         runner = RunnerSpec(path, precision=precision, cuda_graph=graph, **spec_args).open(1)
         with runner:
-            feeds = {"images": prepare(images[0], runner.meta).canvas[None]}
+            p = prepare(images[0], runner.meta)
+            feeds = {"images": p.canvas[None], "image_sizes": torch.tensor([p.resized], dtype=torch.int32)}
             runner.infer(feeds)  # capture / warm up
             outs[name] = runner.infer(feeds)
     result = {}

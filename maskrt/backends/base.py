@@ -111,6 +111,7 @@ class Runner(abc.ABC):
     def upload(self, feeds: Mapping[str, object]) -> object:
         """Host-to-device step: checked feeds -> what ``execute`` takes (device tensors, numpy arrays...)."""
         self._require_active()
+        feeds = self._with_image_sizes(feeds)
         self._check_feeds(feeds)
         return self._upload_impl(feeds)
 
@@ -122,6 +123,11 @@ class Runner(abc.ABC):
     def download(self, outputs) -> dict:
         """Device-to-host step: backend outputs -> CPU torch tensors keyed by name."""
         return self._download_impl(outputs)
+
+    def device_outputs(self, outputs) -> dict:
+        """Backend outputs -> torch tensors keyed by name, on the runner's device (no host copy for a runner on
+        CUDA), safe to keep after the next ``execute``. Post-processing runs there."""
+        return self.download(outputs)
 
     def synchronize(self) -> None:
         """Wait for the device to finish queued work (a no-op for host backends)."""
@@ -151,6 +157,17 @@ class Runner(abc.ABC):
         if not self.is_active:
             raise MaskrtError(f"{type(self).__name__} is not active: use it as a context manager or call activate()")
 
+    def _with_image_sizes(self, feeds: Mapping[str, object]) -> Mapping[str, object]:
+        """``feeds`` with ``image_sizes`` added when the model takes it and the caller gave images only: every
+        image then fills its canvas."""
+        if "image_sizes" in feeds or "images" not in feeds or "image_sizes" not in self.input_specs():
+            return feeds
+        import torch
+
+        images = feeds["images"]
+        b, h, w = (int(v) for v in (images.shape[0], images.shape[-2], images.shape[-1]))
+        return {**feeds, "image_sizes": torch.tensor([[h, w]] * b, dtype=torch.int32)}
+
     def _check_feeds(self, feeds: Mapping[str, object]) -> None:
         specs = self.input_specs()
         missing = [k for k in specs if k not in feeds]
@@ -165,6 +182,16 @@ class Runner(abc.ABC):
             if len(shape) != len(spec.shape) or any(s is not None and s != d for s, d in zip(spec.shape, shape)):
                 raise MaskrtError(f"input {name!r} must have shape {spec.shape_text()}, got "
                                   f"{'x'.join(map(str, shape))}")
+        meta = self.meta
+        if meta is not None and meta.dynamic_size and "images" in feeds:
+            h, w = (int(v) for v in feeds["images"].shape[-2:])
+            d = meta.size_divisible
+            lo = meta.min_input_size or (d, d)
+            hi = meta.max_input_size or meta.input_size
+            if h % d or w % d or not (lo[0] <= h <= hi[0] and lo[1] <= w <= hi[1]):
+                raise MaskrtError(f"images of {h}x{w}: this dynamic-size model takes heights {lo[0]}..{hi[0]} and "
+                                  f"widths {lo[1]}..{hi[1]}, multiples of {d} (the Predictor pads and resizes to "
+                                  "fit)")
 
 
 def contract_output_specs(batch: Optional[int], k: int, m: int) -> dict[str, TensorSpec]:

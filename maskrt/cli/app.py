@@ -4,6 +4,8 @@ Only click is imported at module level (the command modules import what they nee
 ``maskrt --help`` works without torch. The policy, enforced here once for every command:
 
 * a :class:`maskrt.MaskrtError` (the user's mistake) prints ``error: <one line>`` and exits with status 2;
+* a :class:`maskrt.core.errors.MaskrtWarning` (a notice, such as an image shrunk to fit the model) prints
+  ``note: <one line>``;
 * Ctrl-C prints ``interrupted`` and exits with status 130 (commands keep what finished and say so);
 * anything else is a bug and keeps its traceback.
 
@@ -14,12 +16,13 @@ Commands live one per module in :mod:`maskrt.cli.commands` and know nothing of t
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 
 from maskrt import __version__
 from maskrt.cli.commands import COMMANDS
-from maskrt.core.errors import MaskrtError
+from maskrt.core.errors import MaskrtError, MaskrtWarning
 
 
 class MaskrtGroup(click.Group):
@@ -28,7 +31,17 @@ class MaskrtGroup(click.Group):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                shown = warnings.showwarning
+
+                def show(message, category, filename, lineno, file=None, line=None):
+                    if issubclass(category, MaskrtWarning):
+                        click.echo(f"note: {' '.join(str(message).split())}", err=True)
+                    else:
+                        shown(message, category, filename, lineno, file, line)
+
+                warnings.showwarning = show
+                return super().invoke(ctx)
         except MaskrtError as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(2)

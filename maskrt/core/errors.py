@@ -19,3 +19,8 @@ def one_line(error: BaseException) -> str:
     """The first line of an exception's message (its type name when the message is empty)."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+class MaskrtWarning(UserWarning):
+    """A notice for the user (not a failure): the CLI prints it as one ``note:`` line, the Python API as a
+    warning the caller can filter."""

@@ -18,7 +18,8 @@ from maskrt.core.errors import MaskrtError
 METADATA_KEYS = (
     "maskrt_version", "preset", "num_classes", "class_names", "input_size", "batch", "dynamic_batch",
     "resize_rule", "min_size", "max_size", "size_divisible", "image_mean", "image_std", "score_threshold",
-    "nms_threshold", "max_detections", "mask_size", "precision", "opset", "target",
+    "nms_threshold", "max_detections", "mask_size", "precision", "opset", "target", "inputs", "dynamic_size",
+    "min_input_size", "max_input_size",
 )
 REQUIRED = ("input_size", "class_names", "min_size", "max_size", "image_mean", "image_std")
 RESIZE_RULE = "torchvision-min-max-fit"
@@ -28,8 +29,11 @@ RESIZE_RULE = "torchvision-min-max-fit"
 class ModelMeta:
     """Everything needed to turn images into inputs and outputs into detections.
 
-    ``input_size``: (H, W) of the export canvas; ``batch``: the fixed batch, None for a dynamic-batch model;
-    ``class_names``: background first; ``min_size``/``max_size``: the resize rule's limits.
+    ``input_size``: (H, W) of the export canvas (for a dynamic-size model, the size it was exported and is
+    tuned at); ``batch``: the fixed batch, None for a dynamic-batch model; ``class_names``: background first;
+    ``min_size``/``max_size``: the resize rule's limits; ``inputs``: the graph's inputs ("images", and
+    "image_sizes" for models that take each image's size); ``dynamic_size``: H and W may be any multiples of
+    ``size_divisible`` between ``min_input_size`` and ``max_input_size``.
     """
 
     input_size: tuple[int, int]
@@ -49,6 +53,19 @@ class ModelMeta:
     target: str = "portable"
     opset: int = 0
     maskrt_version: str = ""
+    inputs: tuple[str, ...] = ("images",)
+    dynamic_size: bool = False
+    min_input_size: Optional[tuple[int, int]] = None
+    max_input_size: Optional[tuple[int, int]] = None
+
+    @property
+    def takes_image_sizes(self) -> bool:
+        return "image_sizes" in self.inputs
+
+    @property
+    def largest_input(self) -> tuple[int, int]:
+        """The largest canvas the model takes: its fixed size, or the upper bound of a dynamic-size model."""
+        return tuple(self.max_input_size) if self.dynamic_size and self.max_input_size else tuple(self.input_size)
 
     @property
     def num_classes(self) -> int:
@@ -81,6 +98,10 @@ class ModelMeta:
             "precision": self.precision,
             "opset": str(self.opset),
             "target": self.target,
+            "inputs": json.dumps(list(self.inputs)),
+            "dynamic_size": json.dumps(bool(self.dynamic_size)),
+            "min_input_size": json.dumps(list(self.min_input_size) if self.min_input_size else None),
+            "max_input_size": json.dumps(list(self.max_input_size) if self.max_input_size else None),
         }
 
     @classmethod
@@ -116,6 +137,10 @@ class ModelMeta:
                 target=props.get("target", "portable"),
                 opset=int(props.get("opset", "0") or 0),
                 maskrt_version=props.get("maskrt_version", ""),
+                inputs=tuple(str(v) for v in json.loads(props.get("inputs", '["images"]'))),
+                dynamic_size=bool(json.loads(props.get("dynamic_size", "false"))),
+                min_input_size=_pair_or_none(props.get("min_input_size")),
+                max_input_size=_pair_or_none(props.get("max_input_size")),
             )
         except (ValueError, TypeError, json.JSONDecodeError) as e:
             raise MaskrtError(f"{source} has malformed maskrt metadata ({e}); re-export it with `maskrt export`") from e
@@ -123,3 +148,12 @@ class ModelMeta:
             raise MaskrtError(f"{source} has malformed maskrt metadata (input_size {list(meta.input_size)}, "
                               f"{len(meta.class_names)} class names); re-export it with `maskrt export`")
         return meta
+
+
+def _pair_or_none(text: Optional[str]) -> Optional[tuple[int, int]]:
+    value = json.loads(text) if text else None
+    if value is None:
+        return None
+    if len(value) != 2:
+        raise ValueError(f"{value} is not [height, width]")
+    return int(value[0]), int(value[1])

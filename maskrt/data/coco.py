@@ -24,6 +24,33 @@ def encode_rle(binary: np.ndarray) -> dict:
     return rle
 
 
+def crop_rle(binary_crop: np.ndarray, top: int, left: int, height: int, width: int) -> dict:
+    """COCO RLE (``counts`` as a string) of an (H, W) mask that is zero outside ``binary_crop`` placed at
+    (``top``, ``left``): the runs are counted over the crop's columns only (COCO runs go down each column), so
+    the cost is the crop's height times its width, not the image's."""
+    ch, cw = binary_crop.shape
+    if ch == 0 or cw == 0 or not binary_crop.any():
+        counts = [height * width]
+    else:
+        strip = np.zeros((cw, height), dtype=np.uint8)  # the crop's columns, full height, column by column
+        strip[:, top:top + ch] = binary_crop.T
+        flat = strip.reshape(-1)
+        edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+        runs = np.diff(np.concatenate(([0], edges, [flat.size]))).tolist()
+        if flat[0]:
+            runs.insert(0, 0)
+        runs[0] += left * height  # the columns before the crop are all zero
+        after = (width - left - cw) * height
+        if len(runs) % 2:  # ends with a run of zeros
+            runs[-1] += after
+        elif after:
+            runs.append(after)
+        counts = runs
+    rle = _mask_utils().frPyObjects({"size": [height, width], "counts": counts}, height, width)
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
 def coco_results(detections, image_id, mapping: Optional[Mapping[int, int]] = None, file_name: str = "") -> list[dict]:
     """COCO results entries for one image's :class:`~maskrt.inference.Detections`.
 
@@ -36,21 +63,25 @@ def coco_results(detections, image_id, mapping: Optional[Mapping[int, int]] = No
     keep = [i for i, label in enumerate(labels) if mapping is None or label in mapping]
     if not keep:
         return []
-    binary = detections.binary_masks(0.5)[keep].numpy().astype(np.uint8)
-    rles = _mask_utils().encode(np.asfortranarray(binary.transpose(1, 2, 0)))
-    boxes = detections.boxes[keep].tolist()
-    scores = detections.scores[keep].tolist()
+    boxes = detections.boxes.cpu().tolist()
+    scores = detections.scores.cpu().tolist()
+    wanted = set(keep)
+    rles = {}
+    height, width = detections.image_size
+    for i, (crop, top, left) in enumerate(detections.iter_mask_crops()):  # one box-sized crop at a time
+        if i in wanted:
+            rles[i] = crop_rle((crop > 0.5).cpu().numpy(), top, left, height, width)
     out = []
-    for k, i in enumerate(keep):
-        x1, y1, x2, y2 = boxes[k]
-        rle = rles[k]
+    for i in keep:
+        x1, y1, x2, y2 = boxes[i]
+        rle = rles[i]
         entry = {
             "image_id": image_id,
             "category_id": int(mapping[labels[i]] if mapping is not None else labels[i]),
             "category_name": detections.names[i],
             "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
-            "score": round(float(scores[k]), 6),
-            "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")},
+            "score": round(float(scores[i]), 6),
+            "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"]},
         }
         if file_name:
             entry["file_name"] = file_name

@@ -19,12 +19,13 @@ def draw_detections(image: torch.Tensor, detections, mask_alpha: float = 0.45):
     """Return a PIL image: ``image`` (3, H, W) uint8 with masks tinted, boxes outlined, 'name score' labels."""
     from PIL import Image, ImageDraw
 
-    canvas = image.permute(1, 2, 0).numpy().astype(np.float32)
-    binary = detections.binary_masks().numpy()
-    for i in range(len(detections)):
+    canvas = image.permute(1, 2, 0).cpu().numpy().astype(np.float32)
+    detections = detections.cpu()
+    for i, (crop, top, left) in enumerate(detections.iter_mask_crops()):  # one box-sized crop at a time
         colour = np.array(class_colour(int(detections.labels[i])), dtype=np.float32)
-        m = binary[i]
-        canvas[m] = canvas[m] * (1 - mask_alpha) + colour * mask_alpha
+        m = (crop > 0.5).numpy()
+        region = canvas[top:top + m.shape[0], left:left + m.shape[1]]
+        region[m] = region[m] * (1 - mask_alpha) + colour * mask_alpha
     pil = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(pil)
     for i in range(len(detections)):

@@ -138,7 +138,7 @@ def verify_runners(reference, candidate, images: Sequence[Tensor], *, sources: O
     prepared = [prepare(img, meta, src) for img, src in zip(images, sources)]
     with reference, candidate:
         for start in range(0, len(prepared), batch):
-            chunk = make_batch(prepared[start : start + batch], batch)
+            chunk = make_batch(prepared[start : start + batch], batch, image_sizes=True)  # each runner takes its own
             ref = reference.infer(chunk.feeds)
             cand = candidate.infer(chunk.feeds)
             for i, p in enumerate(chunk.prepared):
@@ -162,7 +162,7 @@ def verify_onnx(model, onnx_path: str, images: Sequence[Tensor], *, sources: Opt
 
     ort_runner = OrtRunner(onnx_path, providers=["CPUExecutionProvider"])
     meta = ort_runner.meta
-    torch_runner = TorchRunner(model, meta.input_size, meta.batch or 1)
+    torch_runner = TorchRunner(model, meta.input_size, meta.batch or 1, dynamic_size=meta.dynamic_size)
     return verify_runners(torch_runner, ort_runner, images, sources=sources, precision=precision,
                           title="PyTorch deploy forward vs ONNX Runtime")
 

@@ -90,6 +90,10 @@ def convert_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     casts_out: dict[str, str] = {}
     for node in graph.node:
         if id(node) in region:
+            if node.op_type == "Cast":  # casts made inside the network (e.g. a 0/1 mask) make fp16 there
+                for a in node.attribute:
+                    if a.name == "to" and a.i == TensorProto.FLOAT:
+                        a.i = TensorProto.FLOAT16
             for idx, name in enumerate(node.input):
                 if name and name in float_values and not in_region_value(name):
                     if name not in casts_in:

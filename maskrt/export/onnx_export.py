@@ -88,11 +88,13 @@ def detection_settings(model, max_detections: Optional[int], score_threshold: Op
 
 def export_model_proto(model, *, input_size=DEFAULT_INPUT_SIZE, batch: int = 1, dynamic_batch: bool = False,
                        opset: int = DEFAULT_OPSET, precision: str = "fp32", max_detections: Optional[int] = None,
-                       score_threshold: Optional[float] = None, class_names=None, target: str = "portable"):
+                       score_threshold: Optional[float] = None, class_names=None, target: str = "portable",
+                       dynamic_size: bool = False):
     """Trace ``model``'s deploy forward and return the finished ``onnx.ModelProto`` (not yet written).
 
     ``target="tensorrt"`` writes each RoI pooling stage as one maskrt TensorRT plugin node
-    (:mod:`maskrt.export.tensorrt_target`) instead of standard ONNX ops.
+    (:mod:`maskrt.export.tensorrt_target`) instead of standard ONNX ops. ``dynamic_size``: height and width are
+    symbolic (any multiple of ``size_divisible`` within :func:`maskrt.model.meta.size_bounds`).
     """
     import onnx
     import torch
@@ -106,16 +108,26 @@ def export_model_proto(model, *, input_size=DEFAULT_INPUT_SIZE, batch: int = 1, 
     _check_options(opset, precision, batch)
     check_target(target)
     h, w = parse_size(input_size)
+    d = int(model.size_divisible)
+    if dynamic_size and (h % d or w % d):
+        raise MaskrtError(f"--dynamic-size needs an export size that is a multiple of {d} (it is the size the graph is "
+                          f"traced and tuned at), got {h}x{w}")
     with detection_settings(model, max_detections, score_threshold):
-        meta = model_meta(model, (h, w), None if dynamic_batch else batch, precision, opset, class_names, target)
-        deploy = DeployMaskRCNN(model).eval()
+        meta = model_meta(model, (h, w), None if dynamic_batch else batch, precision, opset, class_names, target,
+                          dynamic_size=dynamic_size)
+        deploy = DeployMaskRCNN(model, dynamic_size=dynamic_size).eval()
         example = torch.stack([synthetic_image(h, w, seed=i) for i in range(batch)])
+        # Traced with every image filling its canvas; the sizes are an input, so nothing depends on them.
+        example_sizes = torch.tensor([[h, w]] * batch, dtype=torch.int32)
         trace_opset = min(opset, _EXPORTER_MAX_OPSET)
         symbolic.register(trace_opset)
         names = list(DeployMaskRCNN.output_names)
-        dynamic_axes = None
+        axes = {}
         if dynamic_batch:
-            dynamic_axes = {"images": {0: "batch"}, **{n: {0: "batch"} for n in names}}
+            axes = {"images": {0: "batch"}, "image_sizes": {0: "batch"}, **{n: {0: "batch"} for n in names}}
+        if dynamic_size:
+            axes.setdefault("images", {}).update({2: "height", 3: "width"})
+        dynamic_axes = axes or None
         buffer = io.BytesIO()
         was_training = model.training
         model.eval()
@@ -123,8 +135,9 @@ def export_model_proto(model, *, input_size=DEFAULT_INPUT_SIZE, batch: int = 1, 
             with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad(), symbolic.export_target(target):
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
-                    deploy, (example,), buffer, dynamo=False, opset_version=trace_opset, input_names=["images"],
-                    output_names=names, dynamic_axes=dynamic_axes, do_constant_folding=True,
+                    deploy, (example, example_sizes), buffer, dynamo=False, opset_version=trace_opset,
+                    input_names=list(DeployMaskRCNN.input_names), output_names=names, dynamic_axes=dynamic_axes,
+                    do_constant_folding=True,
                 )
         finally:
             model.train(was_training)
@@ -175,7 +188,7 @@ def write_onnx_atomic(proto, path: str | os.PathLike, before_commit: Optional[Ca
 def to_onnx(model, path: str | os.PathLike, *, input_size=DEFAULT_INPUT_SIZE, batch: int = 1, dynamic_batch: bool = False,
             opset: int = DEFAULT_OPSET, precision: str = "fp32", max_detections: Optional[int] = None,
             score_threshold: Optional[float] = None, class_names=None, target: str = "portable",
-            before_commit: Optional[Callable[[str], None]] = None) -> ExportResult:
+            dynamic_size: bool = False, before_commit: Optional[Callable[[str], None]] = None) -> ExportResult:
     """Export ``model`` (a :class:`maskrt.model.MaskRCNN`) to a portable ONNX file.
 
     Args:
@@ -190,13 +203,15 @@ def to_onnx(model, path: str | os.PathLike, *, input_size=DEFAULT_INPUT_SIZE, ba
         class_names: names for every class, background first (defaults to COCO's for 91 classes).
         target: "portable" (standard ONNX ops only) or "tensorrt" (RoI pooling as maskrt TensorRT plugin nodes,
             see :mod:`maskrt.export.tensorrt_target`; metadata "target" says which).
+        dynamic_size: height and width symbolic (multiples of ``size_divisible`` up to the resize rule's largest
+            side); the graph is traced at ``input_size``.
         before_commit: called with the complete temporary file before it replaces ``path`` (e.g. verification);
             if it raises, nothing is written.
     """
     start = time.perf_counter()
     proto = export_model_proto(model, input_size=input_size, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
                                precision=precision, max_detections=max_detections, score_threshold=score_threshold,
-                               class_names=class_names, target=target)
+                               class_names=class_names, target=target, dynamic_size=dynamic_size)
     size = write_onnx_atomic(proto, path, before_commit)
     return ExportResult(
         path=os.fspath(path), size_bytes=size, opset=opset, precision=precision, input_size=parse_size(input_size),

@@ -131,20 +131,22 @@ def predict_to_folder(predictor, items: Sequence[str], out_dir: str, draw: bool 
     """
     from maskrt.data.coco import coco_results
     from maskrt.data.draw import draw_detections
+    from maskrt.inference.predictor import ImageError
     images = collect_images(items)
     ensure_writable_folder(out_dir)
     drawings = output_names(images, out_dir)
     run = FolderRun(out_dir)
+    paths = [path for path, _ in images]
+    outcomes = predictor.predict_iter(paths, errors="yield", with_images=True)  # reads ahead on a thread
     try:
-        for image_id, ((path, _), drawing) in enumerate(zip(images, drawings)):
-            try:
-                tensor, _ = predictor.load(path)
-            except MaskrtError as e:
-                run.failed.append({"source": path, "error": str(e)})
+        for image_id, (path, drawing, outcome) in enumerate(zip(paths, drawings, outcomes)):
+            if isinstance(outcome, ImageError):
+                run.failed.append({"source": path, "error": str(outcome.error)})
                 if on_image is not None:
-                    on_image(path, None, e)
+                    on_image(path, None, outcome.error)
                 continue
-            det = predictor.predict([tensor])[0]
+            det, tensor = outcome
+            det = det.cpu()
             if draw:
                 os.makedirs(os.path.dirname(drawing), exist_ok=True)
                 with atomic_output(drawing) as tmp:
@@ -157,6 +159,8 @@ def predict_to_folder(predictor, items: Sequence[str], out_dir: str, draw: bool 
         run.complete = False
         _write(run)
         raise
+    finally:
+        outcomes.close()  # stops the reading thread
     if not run.done:
         first = run.failed[0]["error"] if run.failed else "no images"
         raise MaskrtError(f"none of the {len(images)} image(s) could be read (first: {one_line(MaskrtError(first))}); "

@@ -2,33 +2,41 @@
 
 Pre-processing reproduces the model's own transform on uint8 data: the image is resized by
 ``scale = min(min_size / short_side, max_size / long_side)`` (bilinear, ``align_corners=False``, output size
-``floor(side * scale)``), shrunk further if needed to fit the export canvas, rounded to uint8 and placed at the
-top-left of a zero canvas of the export size. Post-processing clips boxes to the image's region of the canvas,
-scales them back to the original image and pastes the 28x28 mask probabilities into it exactly as
-torchvision's ``paste_masks_in_image`` does.
+``floor(side * scale)``), rounded to uint8 and placed at the top left of its canvas: the export size, or for a
+dynamic-size model its own size padded to ``size_divisible``. Models that take ``image_sizes`` get each image's
+size beside it and compute every image as if it were alone (:class:`maskrt.model.region.ValidRegion`), so an
+image that fits gives the eager model's detections whatever its canvas and batch mates; an image larger than the
+largest canvas is shrunk to fit, with a one-line notice.
 
-The graph itself sees only the canvas, so where an image fills part of it, proposals and NMS see boxes that
-may reach into the zero padding before the final clip; an image that fills the canvas gives exactly the eager
-model's detections.
+Post-processing (on the runner's device) clips boxes to the image, scales them back to the original image and
+keeps the 28x28 mask probabilities per box: :class:`~maskrt.inference.detections.Detections` pastes them into the
+image (exactly as torchvision's ``paste_masks_in_image``) only when asked.
+
+:class:`Predictor` reads and prepares the next images on a background thread while the runner works (a bounded
+queue; order kept; an unreadable image fails alone), and for a dynamic-size model groups images of similar size
+into a batch.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import queue
+import threading
+import warnings
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Optional, Sequence, Union
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from maskrt.core.errors import MaskrtError
+from maskrt.core.errors import MaskrtError, MaskrtWarning
 from maskrt.core.metadata import ModelMeta
 from maskrt.data.images import DEFAULT_MAX_PIXELS, read_image
 from maskrt.inference.detections import Detections
-from maskrt.model.transform import paste_masks, resize_boxes
+from maskrt.model.transform import resize_boxes
 from maskrt.ops.boxes import clip_boxes_to_image
 
 ImageLike = Union[str, os.PathLike, np.ndarray, Tensor]
@@ -36,12 +44,16 @@ ImageLike = Union[str, os.PathLike, np.ndarray, Tensor]
 
 @dataclass
 class Prepared:
-    """One image on the export canvas: ``canvas`` uint8 (3, H, W), its resized size and original size."""
+    """One image on its canvas: ``canvas`` uint8 (3, H, W) with the resized image at the top left, ``resized``
+    (its height and width there), ``original`` (the image's own size), ``shrunk`` (it was made smaller than the
+    model's rule to fit the largest canvas)."""
 
     canvas: Tensor
     resized: tuple[int, int]
     original: tuple[int, int]
     source: str
+    shrunk: bool = False
+    image: Optional[Tensor] = None  # the image as read, when the caller asked to keep it
 
 
 def to_uint8_chw(image: ImageLike, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> tuple[Tensor, str]:
@@ -67,46 +79,62 @@ def to_uint8_chw(image: ImageLike, max_pixels: Optional[int] = DEFAULT_MAX_PIXEL
     raise MaskrtError(f"cannot use {type(image).__name__} as an image; pass a path, a numpy array or a tensor")
 
 
-def resize_scale(height: int, width: int, min_size: int, max_size: int, canvas: Sequence[int]) -> float:
+class ShrunkImageWarning(MaskrtWarning):
+    """An image was larger than the model's largest canvas and was shrunk to fit."""
+
+
+def resize_scale(height: int, width: int, min_size: int, max_size: int, canvas: Sequence[int]) -> tuple[float, bool]:
+    """The model's resize factor for an image, and whether it had to be lowered to fit ``canvas`` (H, W)."""
     scale = min(min_size / min(height, width), max_size / max(height, width))
     if math.floor(height * scale) > canvas[0] or math.floor(width * scale) > canvas[1]:
-        scale = min(canvas[0] / height, canvas[1] / width)
-    return scale
+        return min(canvas[0] / height, canvas[1] / width), True
+    return scale, False
 
 
-def prepare(image: Tensor, meta, source: str = "") -> Prepared:
-    """Resize a (3, h, w) uint8 image as the model's transform does and place it on the export canvas."""
+def _padded(side: int, divisor: int) -> int:
+    return -(-int(side) // divisor) * divisor
+
+
+def prepare(image: Tensor, meta: ModelMeta, source: str = "") -> Prepared:
+    """Resize a (3, h, w) uint8 image as the model's transform does and place it on its canvas (the export size;
+    for a dynamic-size model its own size padded to ``size_divisible``)."""
     h, w = int(image.shape[1]), int(image.shape[2])
-    canvas_h, canvas_w = meta.input_size
-    scale = resize_scale(h, w, meta.min_size, meta.max_size, (canvas_h, canvas_w))
+    largest = meta.largest_input
+    scale, shrunk = resize_scale(h, w, meta.min_size, meta.max_size, largest)
     if scale == 1.0:
         resized = image
     else:
         x = F.interpolate(image[None].float(), scale_factor=scale, mode="bilinear", recompute_scale_factor=True,
                           align_corners=False)[0]
         resized = x.round_().clamp_(0, 255).to(torch.uint8)
-    rh, rw = int(resized.shape[1]), int(resized.shape[2])
+    rh, rw = min(int(resized.shape[1]), largest[0]), min(int(resized.shape[2]), largest[1])
+    if meta.dynamic_size:
+        d = meta.size_divisible
+        low = meta.min_input_size or (d, d)
+        canvas_h, canvas_w = max(_padded(rh, d), low[0]), max(_padded(rw, d), low[1])
+    else:
+        canvas_h, canvas_w = meta.input_size
     canvas = torch.zeros((3, canvas_h, canvas_w), dtype=torch.uint8)
-    canvas[:, :rh, :rw] = resized[:, : min(rh, canvas_h), : min(rw, canvas_w)]
-    return Prepared(canvas, (min(rh, canvas_h), min(rw, canvas_w)), (h, w), source)
+    canvas[:, :rh, :rw] = resized[:, :rh, :rw]
+    return Prepared(canvas, (rh, rw), (h, w), source, shrunk)
 
 
 def postprocess(outputs: dict, index: int, prep: Prepared, class_names: Sequence[str],
                 score_threshold: float = 0.0) -> Detections:
-    """Turn row ``index`` of a runner's outputs into :class:`Detections` for the original image."""
+    """Row ``index`` of a runner's outputs as :class:`Detections` of the original image, on the outputs' device:
+    boxes clipped to the image and scaled back to its pixels, masks kept per box."""
     n = int(outputs["num_detections"][index])
-    scores = outputs["scores"][index, :n].float().cpu()
-    keep = torch.where(scores >= score_threshold)[0] if score_threshold > 0 else torch.arange(n)
-    boxes = outputs["boxes"][index, :n].float().cpu()[keep]
-    labels = outputs["labels"][index, :n].long().cpu()[keep]
-    masks = outputs["masks"][index, :n].float().cpu()[keep]
-    # The graph clips boxes to the whole canvas; the image may fill only part of it (the rest is padding),
-    # so clip to the image's own region as the eager model does before scaling back.
-    boxes = clip_boxes_to_image(boxes, prep.resized)
-    boxes = resize_boxes(boxes, prep.resized, prep.original)
-    full = paste_masks(masks[:, None], boxes, prep.original)[:, 0]
+    scores = outputs["scores"][index, :n].float()
+    boxes = outputs["boxes"][index, :n].float()
+    labels = outputs["labels"][index, :n].long()
+    masks = outputs["masks"][index, :n].float()
+    if score_threshold > 0:
+        keep = torch.where(scores >= score_threshold)[0]
+        scores, boxes, labels, masks = scores[keep], boxes[keep], labels[keep], masks[keep]
+    # Graphs without each image's size clip to the whole canvas: clip to the image, as the eager model does.
+    boxes = resize_boxes(clip_boxes_to_image(boxes, prep.resized), prep.resized, prep.original)
     names = [class_names[i] if 0 <= i < len(class_names) else str(i) for i in labels.tolist()]
-    return Detections(boxes, scores[keep], labels, names, full, prep.original, prep.source)
+    return Detections(boxes, scores, labels, names, masks, prep.original, prep.source)
 
 
 @dataclass
@@ -117,20 +145,50 @@ class Batch:
     feeds: dict
 
 
-def make_batch(prepared: Sequence[Prepared], fixed_batch: Optional[int] = None) -> Batch:
-    """Stack prepared canvases into ``{"images": (B, 3, H, W)}``; pad with blank canvases up to ``fixed_batch``."""
-    canvases = [p.canvas for p in prepared]
+def make_batch(prepared: Sequence[Prepared], fixed_batch: Optional[int] = None, image_sizes: bool = False) -> Batch:
+    """Stack prepared canvases into ``{"images": (B, 3, H, W)}`` (canvases of different sizes padded to the
+    largest), with ``"image_sizes"`` (B, 2) int32 when the model takes it; pad with blank canvases up to
+    ``fixed_batch``."""
+    height = max(int(p.canvas.shape[1]) for p in prepared)
+    width = max(int(p.canvas.shape[2]) for p in prepared)
+    canvases, sizes = [], []
+    for p in prepared:
+        c = p.canvas
+        if c.shape[1] != height or c.shape[2] != width:
+            c = F.pad(c, (0, width - int(c.shape[2]), 0, height - int(c.shape[1])))
+        canvases.append(c)
+        sizes.append(p.resized)
     if fixed_batch is not None:
         if len(canvases) > fixed_batch:
             raise MaskrtError(f"{len(canvases)} images for a model that takes batch {fixed_batch}")
-        canvases += [torch.zeros_like(canvases[0])] * (fixed_batch - len(canvases))
-    return Batch(list(prepared), {"images": torch.stack(canvases)})
+        blank = fixed_batch - len(canvases)
+        canvases += [torch.zeros_like(canvases[0])] * blank
+        sizes += [(height, width)] * blank
+    feeds = {"images": torch.stack(canvases)}
+    if image_sizes:
+        feeds["image_sizes"] = torch.tensor(sizes, dtype=torch.int32)
+    return Batch(list(prepared), feeds)
 
 
 def postprocess_batch(outputs: dict, batch: Batch, class_names: Sequence[str],
                       score_threshold: float = 0.0) -> list[Detections]:
     """:func:`postprocess` for every real image of ``batch`` (padding rows are dropped)."""
     return [postprocess(outputs, i, prep, class_names, score_threshold) for i, prep in enumerate(batch.prepared)]
+
+
+class ImageError:
+    """An image that could not be read or prepared, in its place among :meth:`Predictor.predict_iter`'s results
+    (``errors="yield"``)."""
+
+    def __init__(self, source: str, error: MaskrtError):
+        self.source = source
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"ImageError({self.source!r}: {self.error})"
+
+
+_DONE = object()
 
 
 class Predictor:
@@ -144,10 +202,14 @@ class Predictor:
             its own batch size (the last batch padded).
         max_pixels: image files with more pixels are refused (a guard against decompression bombs); None: the
             default limit (:data:`maskrt.data.images.DEFAULT_MAX_PIXELS`).
+        prefetch: batches read and prepared ahead on a background thread (0: all in the caller's thread).
+        notify: called with a one-line notice the first time an image must be shrunk to fit the largest canvas
+            (default: ``warnings.warn`` with :class:`ShrunkImageWarning`).
     """
 
     def __init__(self, runner, score_threshold: float = 0.0, batch: Optional[int] = None,
-                 max_pixels: Optional[int] = None):
+                 max_pixels: Optional[int] = None, prefetch: int = 2,
+                 notify: Optional[Callable[[str], None]] = None):
         if runner.meta is None:
             raise MaskrtError("the runner's model has no maskrt metadata; the Predictor needs it (see `maskrt export`)")
         if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
@@ -156,7 +218,11 @@ class Predictor:
         self.meta: ModelMeta = runner.meta
         self.score_threshold = float(score_threshold)
         self.max_pixels = max_pixels or DEFAULT_MAX_PIXELS
+        self.prefetch = max(0, int(prefetch))
         self._batch = batch
+        self._notify = notify or (lambda message: warnings.warn(message, ShrunkImageWarning, stacklevel=3))
+        self._notified = False
+        self.image_sizes = "image_sizes" in runner.input_specs()
 
     @property
     def batch(self) -> int:
@@ -170,29 +236,119 @@ class Predictor:
     def __exit__(self, *exc):
         self.runner.deactivate()
 
-    def predict(self, images: Iterable[ImageLike]) -> list[Detections]:
-        """Detections for every image, in order."""
-        return list(self.predict_iter(images))
-
-    def predict_iter(self, images: Iterable[ImageLike]) -> Iterator[Detections]:
-        """Detections image by image, in order, ``batch`` images per runner call."""
-        self.runner.activate()
-        pending: list[Prepared] = []
-        for image in images:
-            tensor, source = self.load(image)
-            pending.append(prepare(tensor, self.meta, source))
-            if len(pending) == self.batch:
-                yield from self.run(pending)
-                pending = []
-        if pending:
-            yield from self.run(pending)
-
+    # -- steps -------------------------------------------------------------------------------------------------------
     def load(self, image: ImageLike) -> tuple[Tensor, str]:
         """An image (path, array or tensor) as ((3, H, W) uint8, source), read as the Predictor reads it."""
         return to_uint8_chw(image, self.max_pixels)
 
+    def prepare(self, image: ImageLike, keep: bool = False) -> Prepared:
+        """Read (when a path) and prepare one image for this model (``keep``: hold the image as read in
+        ``Prepared.image``)."""
+        tensor, source = self.load(image)
+        prep = prepare(tensor, self.meta, source)
+        if keep:
+            prep.image = tensor
+        if prep.shrunk and not self._notified:
+            self._notified = True
+            largest = "x".join(map(str, self.meta.largest_input))
+            self._notify(f"{source} ({prep.original[0]}x{prep.original[1]}) does not fit the model's largest canvas "
+                         f"{largest} at its resize rule: shrunk to {prep.resized[0]}x{prep.resized[1]}, so its "
+                         "detections differ from PyTorch's on the full-size image (export with --dynamic-size, or a "
+                         "larger --input-size)")
+        return prep
+
     def run(self, prepared: Sequence[Prepared]) -> list[Detections]:
-        """One runner call on images already prepared (at most ``batch`` of them)."""
-        batch = make_batch(prepared, self.runner.batch)
-        outputs = self.runner.infer(batch.feeds)
+        """One runner call on images already prepared (at most ``batch`` of them); Detections on the runner's
+        device."""
+        batch = make_batch(prepared, self.runner.batch, self.image_sizes)
+        outputs = self.runner.device_outputs(self.runner.execute(self.runner.upload(batch.feeds)))
         return postprocess_batch(outputs, batch, self.meta.class_names, self.score_threshold)
+
+    # -- loops -------------------------------------------------------------------------------------------------------
+    def predict(self, images: Iterable[ImageLike]) -> list[Detections]:
+        """Detections for every image, in order (an unreadable image raises its MaskrtError)."""
+        return list(self.predict_iter(images))
+
+    def predict_iter(self, images: Iterable[ImageLike], errors: str = "raise", with_images: bool = False) -> Iterator:
+        """Detections image by image, in order, ``batch`` images per runner call.
+
+        ``errors="raise"``: an image that cannot be read raises its MaskrtError when its turn comes (the images
+        before it are yielded first); ``"yield"``: an :class:`ImageError` takes its place and the others go on.
+        ``with_images``: yield ``(detections, image)`` pairs, the image as read ((3, H, W) uint8), for drawing.
+        """
+        if errors not in ("raise", "yield"):
+            raise MaskrtError(f"errors must be 'raise' or 'yield', got {errors!r}")
+        self.runner.activate()
+        window = self.batch * (4 if self.meta.dynamic_size else 1)
+        pending: list = []  # (position, Prepared | ImageError)
+        for item in self._prepared(images, with_images):
+            pending.append(item)
+            if len(pending) >= window:
+                yield from self._flush(pending, errors, with_images)
+                pending = []
+        if pending:
+            yield from self._flush(pending, errors, with_images)
+
+    def _flush(self, items: list, errors: str, with_images: bool = False) -> Iterator:
+        """Run the prepared images of ``items`` (grouped by canvas size for a dynamic-size model) and yield every
+        item's result in order."""
+        ready = [(i, p) for i, p in items if isinstance(p, Prepared)]
+        if self.meta.dynamic_size:  # similar sizes together: less padding in each batch
+            ready.sort(key=lambda item: (int(item[1].canvas.shape[1]), int(item[1].canvas.shape[2]), item[0]))
+        results: dict = {}
+        for start in range(0, len(ready), self.batch):
+            chunk = ready[start:start + self.batch]
+            for (i, _), det in zip(chunk, self.run([p for _, p in chunk])):
+                results[i] = det
+        for i, p in items:
+            if isinstance(p, ImageError):
+                if errors == "raise":
+                    raise p.error
+                yield p
+            else:
+                yield (results.pop(i), p.image) if with_images else results.pop(i)
+
+    def _prepared(self, images: Iterable[ImageLike], keep: bool = False) -> Iterator:
+        """(position, Prepared or ImageError) for each image, read and prepared ahead on a thread."""
+        def work(image):
+            try:
+                return self.prepare(image, keep)
+            except MaskrtError as e:
+                source = os.fspath(image) if isinstance(image, (str, os.PathLike)) else type(image).__name__
+                return ImageError(source, e)
+
+        if self.prefetch == 0:
+            for i, image in enumerate(images):
+                yield i, work(image)
+            return
+        q: queue.Queue = queue.Queue(maxsize=self.prefetch * self.batch)
+        stop = threading.Event()
+
+        def producer():
+            try:
+                for i, image in enumerate(images):
+                    if stop.is_set():
+                        return
+                    q.put((i, work(image)))
+            except BaseException as e:  # surfaced in the caller's thread
+                q.put((None, e))
+            finally:
+                q.put((None, _DONE))
+
+        thread = threading.Thread(target=producer, name="maskrt-prepare", daemon=True)
+        thread.start()
+        try:
+            while True:
+                i, item = q.get()
+                if item is _DONE:
+                    return
+                if i is None:
+                    raise item
+                yield i, item
+        finally:
+            stop.set()
+            while thread.is_alive():  # unblock a producer waiting on a full queue, then let it end
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    thread.join(timeout=0.05)

@@ -77,9 +77,11 @@ class BasicBlock(nn.Module):
         self.bn2 = norm_layer(planes)
         self.downsample = downsample
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, region=None) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn1(self.conv1(x if region is None else region.mask(x))))
+        if region is not None:
+            out = region.mask(out)
         out = self.bn2(self.conv2(out))
         out += identity  # in place: a fresh tensor per block costs ~8% of the trunk's time
         return self.relu(out)
@@ -101,9 +103,11 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, region=None) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
+        if region is not None:  # the 3x3 conv sees zeros past each image, as its own padding would be
+            out = region.mask(out)
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         out += identity  # in place: a fresh tensor per block costs ~8% of the trunk's time
@@ -154,11 +158,20 @@ class ResNetTrunk(nn.Module):
         layers += [block(self.inplanes, planes, 1, None, norm_layer) for _ in range(1, count)]
         return nn.Sequential(*layers)
 
-    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+    def forward(self, x: Tensor, region=None) -> OrderedDict[str, Tensor]:
+        """``region`` (:class:`maskrt.model.region.ValidRegion`): compute each image as if alone (deploy)."""
+        x = self.relu(self.bn1(self.conv1(x)))
+        if region is not None:
+            x = region.mask(x)
+        x = self.maxpool(x)
         out: OrderedDict[str, Tensor] = OrderedDict()
         for i in range(4):
-            x = getattr(self, f"layer{i + 1}")(x)
+            layer = getattr(self, f"layer{i + 1}")
+            if region is None:
+                x = layer(x)
+            else:
+                for block in layer:
+                    x = block(x, region)
             out[str(i)] = x
         return out
 
@@ -184,16 +197,22 @@ class FeaturePyramidNetwork(nn.Module):
                 if m.bias is not None:
                     nn.init.constant_(m.bias, 0)
 
-    def forward(self, x: OrderedDict[str, Tensor]) -> OrderedDict[str, Tensor]:
+    def forward(self, x: OrderedDict[str, Tensor], region=None) -> OrderedDict[str, Tensor]:
+        """``region``: zero each level outside each image (before the 3x3 convs and on the outputs, which the RPN
+        head's 3x3 convs and RoI Align read)."""
         names = list(x.keys())
         feats = list(x.values())
-        last_inner = self.inner_blocks[-1](feats[-1])
-        results = [self.layer_blocks[-1](last_inner)]
+
+        def masked(t: Tensor) -> Tensor:
+            return t if region is None else region.mask(t)
+
+        last_inner = masked(self.inner_blocks[-1](feats[-1]))
+        results = [masked(self.layer_blocks[-1](last_inner))]
         for idx in range(len(feats) - 2, -1, -1):
             lateral = self.inner_blocks[idx](feats[idx])
             top_down = F.interpolate(last_inner, size=lateral.shape[-2:], mode="nearest")
-            last_inner = lateral + top_down
-            results.insert(0, self.layer_blocks[idx](last_inner))
+            last_inner = masked(lateral + top_down)
+            results.insert(0, masked(self.layer_blocks[idx](last_inner)))
         names.append("pool")
         results.append(F.max_pool2d(results[-1], kernel_size=1, stride=2, padding=0))
         return OrderedDict(zip(names, results))
@@ -209,5 +228,5 @@ class BackboneWithFPN(nn.Module):
         self.fpn = FeaturePyramidNetwork(self.body.out_channels_list, out_channels, fpn_norm)
         self.out_channels = out_channels
 
-    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
-        return self.fpn(self.body(x))
+    def forward(self, x: Tensor, region=None) -> OrderedDict[str, Tensor]:
+        return self.fpn(self.body(x, region), region)

@@ -37,11 +37,17 @@ class RPNHead(nn.Module):
                 nn.init.normal_(layer.weight, std=0.01)
                 nn.init.constant_(layer.bias, 0)
 
-    def forward(self, features: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
-        """Per level: objectness (B, A, H, W) and deltas (B, 4A, H, W)."""
+    def forward(self, features: list[Tensor], region=None) -> tuple[list[Tensor], list[Tensor]]:
+        """Per level: objectness (B, A, H, W) and deltas (B, 4A, H, W). ``region``: zero each image's surroundings
+        between the 3x3 convs (the inputs come masked)."""
         logits, deltas = [], []
         for f in features:
-            t = self.conv(f)
+            if region is None:
+                t = self.conv(f)
+            else:
+                t = f
+                for i, layer in enumerate(self.conv):
+                    t = layer(t if i == 0 else region.mask(t))
             logits.append(self.cls_logits(t))
             deltas.append(self.bbox_pred(t))
         return logits, deltas

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from maskrt.core.errors import MaskrtError
 from maskrt.model import transform as T
 from maskrt.model.backbone import BackboneWithFPN
+from maskrt.model.region import ValidRegion
 from maskrt.model.roi_heads import RoIHeads
 from maskrt.model.rpn import RegionProposalNetwork
 from maskrt.ops.poolers import infer_scale
@@ -44,25 +45,34 @@ class MaskRCNN(nn.Module):
         self.class_names: Optional[list[str]] = None  # set by presets that know their classes (background first)
 
     # -- the shared fixed-shape core ---------------------------------------------------------------------
-    def detect(self, x: Tensor, image_sizes: Sequence[Sequence[int]]) -> dict[str, Tensor]:
+    def detect(self, x: Tensor, image_sizes, region=None) -> dict[str, Tensor]:
         """Detections on a normalised, padded batch.
 
         Args:
             x: (B, 3, H, W) normalised float batch, H and W multiples of ``size_divisible``.
-            image_sizes: B pairs (height, width) of the valid region of each image (python ints), or a single
-                pair for all of them (which keeps the batch dimension free for export).
+            image_sizes: B pairs (height, width) of the valid region of each image (python ints), or a (B, 2)
+                int tensor of them.
+            region: a :class:`maskrt.model.region.ValidRegion` (the deploy forward): every image is computed as if
+                it were alone, whatever the padding around it. None: as the eager model (torchvision) computes a
+                padded batch.
 
         Returns:
             The dict of :meth:`RoIHeads.forward`: fixed-size ``boxes`` (B, K, 4) in the pixels of ``x``,
             ``scores``, ``labels`` (int64), ``masks`` (B, K, 28, 28) probabilities, ``num_detections`` (B,).
         """
-        features = list(self.backbone(x).values())
-        sizes = torch.tensor([[int(h), int(w)] for h, w in image_sizes], dtype=torch.int64, device=x.device)
-        proposals, valid = self.rpn(features, x.shape[-2:], sizes)
-        largest = (max(int(s[0]) for s in image_sizes), max(int(s[1]) for s in image_sizes))
+        features = list(self.backbone(x, region).values())
+        if isinstance(image_sizes, Tensor):
+            sizes = image_sizes.to(device=x.device, dtype=torch.int64)
+        else:
+            sizes = torch.tensor([[int(h), int(w)] for h, w in image_sizes], dtype=torch.int64, device=x.device)
+        proposals, valid = self.rpn(features, x.shape[-2:], sizes, region)
         pooled = features[:POOLED_LEVELS]
+        if region is None:
+            largest = (max(int(s[0]) for s in image_sizes), max(int(s[1]) for s in image_sizes))
+        else:  # the padded size gives each map's exact power of two (as a lone image's size rounds to)
+            largest = (x.shape[-2], x.shape[-1])
         scales = [infer_scale(f.shape[-2:], largest) for f in pooled]
-        return self.roi_heads(pooled, scales, proposals, valid, sizes)
+        return self.roi_heads(pooled, scales, proposals, valid, sizes, region)
 
     # -- eager ---------------------------------------------------------------------------------------------
     def preprocess(self, images: Sequence[Tensor]) -> tuple[Tensor, list[tuple[int, int]]]:
@@ -113,44 +123,67 @@ class MaskRCNN(nn.Module):
 
 
 class DeployMaskRCNN(nn.Module):
-    """Static-shape forward for export: uint8 images at the export size in, fixed tensors out.
+    """The forward that is exported: uint8 canvases and each image's size in, fixed tensors out.
 
-    Input ``images``: (B, 3, H, W) uint8 RGB, already resized and padded by the caller (the Predictor).
-    Normalisation happens here, so every backend receives the same bytes. Outputs, as the deploy contract:
-    ``num_detections`` (B,) int32, ``boxes`` (B, K, 4) float32 XYXY in input pixels, ``scores`` (B, K),
-    ``labels`` (B, K) int32, ``masks`` (B, K, 28, 28) float32 probabilities; entries past ``num_detections``
-    are zeros. On those valid entries it equals ``MaskRCNN.detect`` on the same padded input.
+    Inputs: ``images`` (B, 3, H, W) uint8 RGB, each image resized by the model's rule and placed at the top left
+    of its canvas by the caller (the Predictor); ``image_sizes`` (B, 2) int32, the (height, width) each image
+    fills (None: the whole canvas). Normalisation happens here, so every backend receives the same bytes.
+    Every image is computed as if it were alone (:class:`maskrt.model.region.ValidRegion`): the canvas around it
+    is zero after normalisation, convolutions see their own zero padding at its edge, anchors past it never
+    compete, proposals and detections are clipped to it; so an image gives the eager model's detections on any
+    canvas that holds it, in any batch.
+
+    Outputs, as the deploy contract: ``num_detections`` (B,) int32, ``boxes`` (B, K, 4) float32 XYXY in input
+    pixels, ``scores`` (B, K), ``labels`` (B, K) int32, ``masks`` (B, K, 28, 28) float32 probabilities; entries
+    past ``num_detections`` are zeros.
 
     ``precision="fp16"`` runs a half-precision copy of the network; normalisation, RoI Align, box decoding,
     level assignment, NMS scores and the sigmoid/softmax outputs stay in fp32 (the model inserts the casts),
-    which is also the layout strongly typed TensorRT networks need.
+    which is also the layout strongly typed TensorRT networks need. ``dynamic_size=True``: H and W may change
+    from call to call (multiples of ``size_divisible``, as the Predictor pads them); every shape in the forward is
+    then computed from the input, for graphs exported with dynamic height and width.
     """
 
+    input_names = ("images", "image_sizes")
     output_names = ("num_detections", "boxes", "scores", "labels", "masks")
 
-    def __init__(self, model: MaskRCNN, precision: str = "fp32"):
+    def __init__(self, model: MaskRCNN, precision: str = "fp32", dynamic_size: bool = False):
         super().__init__()
         if precision not in ("fp32", "fp16"):
             raise MaskrtError(f"precision must be fp32 or fp16, got {precision!r}")
         self.precision = precision
+        self.dynamic_size = dynamic_size
         self.model = half_copy(model) if precision == "fp16" else model
         self.register_buffer("mean", torch.tensor(model.image_mean, dtype=torch.float32).reshape(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(model.image_std, dtype=torch.float32).reshape(1, 3, 1, 1), persistent=False)
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def forward(self, images: Tensor, image_sizes: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         if images.dim() != 4 or images.shape[1] != 3:
             raise MaskrtError(f"deploy input must be (B, 3, H, W) uint8, got {tuple(images.shape)}")
         if images.dtype != torch.uint8:
             raise MaskrtError(f"deploy input must be uint8 RGB, got {images.dtype}")
-        b, _, h, w = images.shape
-        x = (images.float() / 255.0 - self.mean) / self.std
+        h, w = images.shape[-2], images.shape[-1]
         d = self.model.size_divisible
-        ph, pw = -h % d, -w % d
-        if ph or pw:
-            x = torch.nn.functional.pad(x, (0, pw, 0, ph))
+        if image_sizes is None:
+            sizes = torch.stack([torch.full_like(images[:, 0, 0, 0], 0, dtype=torch.int64) + h,
+                                 torch.full_like(images[:, 0, 0, 0], 0, dtype=torch.int64) + w], dim=1)
+        else:
+            sizes = image_sizes.to(torch.int64)
+        x = (images.float() / 255.0 - self.mean) / self.std
+        if not self.dynamic_size:
+            ph, pw = -int(h) % d, -int(w) % d
+            if ph or pw:
+                x = torch.nn.functional.pad(x, (0, pw, 0, ph))
+        # Zero outside each image, as the eager model pads after normalising.
+        rows = torch.arange(x.shape[-2], device=x.device)
+        cols = torch.arange(x.shape[-1], device=x.device)
+        inside = (rows[None, :] < sizes[:, :1])[:, None, :, None] & (cols[None, :] < sizes[:, 1:])[:, None, None, :]
+        x = x * inside.to(x.dtype)
+        extents = torch.div(sizes + (d - 1), d, rounding_mode="floor") * d  # each image padded on its own
+        region = ValidRegion(extents, (x.shape[-2], x.shape[-1]))
         if self.precision == "fp16":
             x = x.half()
-        out = self.model.detect(x, [(int(h), int(w))])
+        out = self.model.detect(x, sizes, region)
         return (
             out["num_detections"].to(torch.int32),
             out["boxes"],

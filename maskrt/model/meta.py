@@ -31,11 +31,21 @@ def class_names_of(model, class_names: Optional[Sequence[str]] = None) -> list[s
     return names
 
 
+def size_bounds(model) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(min, max) canvas (H, W) a dynamic-size graph of ``model`` takes: any image its resize rule can produce,
+    padded to ``size_divisible`` (its long side is at most ``max_size``, in either orientation)."""
+    d = int(model.size_divisible)
+    longest = -(-int(model.max_size) // d) * d
+    return (d, d), (longest, longest)
+
+
 def model_meta(model, input_size: Sequence[int], batch: Optional[int] = 1, precision: str = "fp32", opset: int = 0,
-               class_names: Optional[Sequence[str]] = None, target: str = "portable") -> ModelMeta:
+               class_names: Optional[Sequence[str]] = None, target: str = "portable", dynamic_size: bool = False,
+               inputs: Sequence[str] = ("images", "image_sizes")) -> ModelMeta:
     """The :class:`ModelMeta` of ``model`` (a :class:`maskrt.model.MaskRCNN`) exported at ``input_size`` (H, W)
-    with ``batch`` images per call (None: dynamic batch)."""
+    with ``batch`` images per call (None: dynamic batch); ``dynamic_size``: H and W within :func:`size_bounds`."""
     heads = model.roi_heads
+    lo, hi = size_bounds(model) if dynamic_size else (None, None)
     return ModelMeta(
         input_size=(int(input_size[0]), int(input_size[1])),
         class_names=tuple(class_names_of(model, class_names)),
@@ -54,6 +64,10 @@ def model_meta(model, input_size: Sequence[int], batch: Optional[int] = 1, preci
         target=target,
         opset=int(opset),
         maskrt_version=__version__,
+        inputs=tuple(inputs),
+        dynamic_size=dynamic_size,
+        min_input_size=lo,
+        max_input_size=hi,
     )
 
 

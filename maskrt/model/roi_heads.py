@@ -54,7 +54,8 @@ class RoIHeads(nn.Module):
     def pool(self, features: Sequence[Tensor], scales: Sequence[float], boxes: Tensor, size: int) -> Tensor:
         """Multi-level RoI Align of (B, N, 4) boxes -> (B*N, C, size, size), in the features' dtype.
 
-        Pooling itself runs in fp32: box coordinates need more precision than fp16 has at image scale.
+        Pooling itself runs in fp32: box coordinates need more precision than fp16 has at image scale. The
+        features come with each image's edge replicated once when a valid region is known (see :meth:`forward`).
         """
         pooled = torch.ops.maskrt.multilevel_roi_align(
             [f.float() for f in features], _rois(boxes.float()), list(scales), size, size, self.sampling_ratio,
@@ -63,7 +64,7 @@ class RoIHeads(nn.Module):
         return pooled.to(features[0].dtype)
 
     def forward(self, features: Sequence[Tensor], scales: Sequence[float], proposals: Tensor, proposal_valid: Tensor,
-                image_sizes: Tensor) -> dict[str, Tensor]:
+                image_sizes: Tensor, region=None) -> dict[str, Tensor]:
         """Detections for a batch.
 
         Args:
@@ -71,12 +72,16 @@ class RoIHeads(nn.Module):
             scales: their feature-pixels-per-image-pixel, e.g. [1/4, 1/8, 1/16, 1/32].
             proposals: (B, R, 4) XYXY; proposal_valid: (B, R) bool.
             image_sizes: (B, 2) int64 (height, width) that boxes are clipped to.
+            region: a :class:`maskrt.model.region.ValidRegion` (deploy): RoI Align's taps at an image's edge read
+                its last row and column, as they would on the image alone.
 
         Returns:
             ``boxes`` (B, K, 4), ``scores`` (B, K), ``labels`` (B, K) int64, ``masks`` (B, K, M, M) probabilities,
             ``num_detections`` (B,) int64, with K = detections_per_img; entries past num_detections are zeros.
         """
         b, r = proposals.shape[:2]
+        if region is not None:
+            features = [region.replicate_edge(f) for f in features]
         x = self.box_head(self.pool(features, scales, proposals, self.box_output_size))
         class_logits, box_regression = (t.float() for t in self.box_predictor(x))
         num_classes = class_logits.shape[-1]

@@ -67,7 +67,8 @@ class RegionProposalNetwork(nn.Module):
         self.positive_fraction = positive_fraction
         self.min_size = 1e-3
 
-    def forward(self, features: Sequence[Tensor], padded_size: Sequence[int], image_sizes: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, features: Sequence[Tensor], padded_size: Sequence[int], image_sizes: Tensor,
+                region=None) -> tuple[Tensor, Tensor]:
         """Proposals for a batch.
 
         Args:
@@ -75,40 +76,71 @@ class RegionProposalNetwork(nn.Module):
             padded_size: (H, W) of the padded batch, which sets the anchor strides.
             image_sizes: (B, 2) or (1, 2) int64 (height, width) of each image before padding (one row serves the
                 whole batch); proposals are clipped to it.
+            region: a :class:`maskrt.model.region.ValidRegion` (deploy): anchors per image as the image alone has
+                them, none past its extent.
 
         Returns:
             proposals (B, R, 4) XYXY sorted by decreasing objectness, and valid (B, R) bool. R is
             ``min(post_nms_top_n, candidates)``; entries past the valid ones are padding.
         """
-        logits, deltas = self.head(list(features))
-        anchors = self.anchor_generator(padded_size, [f.shape[-2:] for f in features], torch.float32, features[0].device)
-        return self.propose(logits, deltas, anchors, image_sizes)
+        logits, deltas = self.head(list(features), region)
+        if region is None:
+            anchors = self.anchor_generator(padded_size, [f.shape[-2:] for f in features], torch.float32,
+                                            features[0].device)
+            return self.propose(logits, deltas, anchors, image_sizes)
+        grids = [region.anchor_grid(f, base.to(features[0].device))
+                 for f, base in zip(features, self.anchor_generator.cell_anchors)]
+        return self.propose(logits, deltas, [a for a, _ in grids], image_sizes,
+                            anchor_valid=[v for _, v in grids], fixed_k=True)
 
     def propose(self, logits: Sequence[Tensor], deltas: Sequence[Tensor], anchors: Sequence[Tensor], image_sizes: Tensor,
-                pre_nms_top_n: Optional[int] = None, post_nms_top_n: Optional[int] = None) -> tuple[Tensor, Tensor]:
+                pre_nms_top_n: Optional[int] = None, post_nms_top_n: Optional[int] = None,
+                anchor_valid: Optional[Sequence[Tensor]] = None, fixed_k: bool = False) -> tuple[Tensor, Tensor]:
         """Proposals from the head's per-level outputs and anchors (see :meth:`forward`).
 
         The top-n counts default to the inference ones; training passes ``pre_nms_top_n_train`` and
-        ``post_nms_top_n_train``.
+        ``post_nms_top_n_train``. ``anchors`` per level are (N, 4) for the whole batch or (B, N, 4) per image;
+        ``anchor_valid`` (B, N) marks the anchors that may compete (the others score -inf and stay invalid).
+        ``fixed_k``: every level yields exactly ``pre_nms_top_n`` candidates (padded with invalid ones), so the
+        top-k sizes do not depend on the image size (graphs with dynamic height and width).
         """
         pre_n = self.pre_nms_top_n_test if pre_nms_top_n is None else pre_nms_top_n
         post_n = self.post_nms_top_n_test if post_nms_top_n is None else post_nms_top_n
         # Selection and box decoding (exp) run in fp32 whatever the network's precision.
         logits = [t.float() for t in logits]
         deltas = [t.float() for t in deltas]
-        scores, boxes, levels = [], [], []
+        scores, boxes, levels, usable = [], [], [], []
         for level, (obj, dl, anc) in enumerate(zip(logits, deltas, anchors)):
             obj, dl = flatten_level(obj, dl)
-            k = min(pre_n, obj.shape[1])
+            ok = anchor_valid[level] if anchor_valid is not None else None
+            if anc.dim() == 2:
+                anc = anc[None].expand(obj.shape[0], -1, -1)
+            if ok is not None:
+                obj = torch.where(ok, obj, torch.full_like(obj, float("-inf")))
+            if fixed_k:  # append pre_n never-chosen-first candidates: top-k of pre_n always exists
+                b = obj.shape[0]
+                obj = torch.cat([obj, obj.new_full((b, pre_n), float("-inf"))], dim=1)
+                dl = torch.cat([dl, dl.new_zeros((b, pre_n, 4))], dim=1)
+                anc = torch.cat([anc, anc.new_zeros((b, pre_n, 4))], dim=1)
+                ok = torch.cat([ok if ok is not None else torch.ones_like(obj[:, :-pre_n], dtype=torch.bool),
+                                torch.zeros((b, pre_n), dtype=torch.bool, device=obj.device)], dim=1)
+                k = pre_n
+            else:
+                k = min(pre_n, obj.shape[1])
             top, idx = topk_stable(obj, k, dim=1)
             sel = torch.gather(dl, 1, idx[..., None].expand(-1, -1, 4))
-            boxes.append(self.box_coder.decode(sel, anc[idx])[..., 0, :])
+            ref = torch.gather(anc, 1, idx[..., None].expand(-1, -1, 4))
+            boxes.append(self.box_coder.decode(sel, ref)[..., 0, :])
             scores.append(top)
             levels.append(torch.full_like(idx, level))
+            if ok is not None:
+                usable.append(torch.gather(ok, 1, idx))
         scores = torch.sigmoid(torch.cat(scores, dim=1))
         boxes = clip_to_sizes(torch.cat(boxes, dim=1), image_sizes)
         levels = torch.cat(levels, dim=1)
         valid = side_at_least(boxes, self.min_size) & (scores >= self.score_thresh)
+        if usable:
+            valid = valid & torch.cat(usable, dim=1)
         # At most post_n boxes per level: no more can be among the post_n best overall (see batched_nms_mask).
         keep = torch.ops.maskrt.batched_nms_mask(boxes, scores, levels, valid, self.nms_thresh, len(logits), post_n)
         ranked = torch.where(keep, scores, torch.full_like(scores, -1.0))

@@ -9,7 +9,7 @@ Post: scale boxes back to the original image, paste masks into it.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -76,12 +76,35 @@ def _expand_boxes(boxes: Tensor, scale: float) -> Tensor:
     return torch.stack((x_c - w_half, y_c - h_half, x_c + w_half, y_c + h_half), dim=1)
 
 
+def pasted_crops(masks: Tensor, boxes: Tensor, image_size: Sequence[int], padding: int = 1) -> Iterator[tuple]:
+    """Each mask resized into its box as :func:`paste_masks` pastes it, cut to the image: ``(crop, top, left)``
+    with ``crop`` (h, w) float (h or w 0 when the box lies outside the image). The crops hold exactly the values
+    :func:`paste_masks` writes; everything else in the image is 0."""
+    im_h, im_w = int(image_size[0]), int(image_size[1])
+    if masks.shape[0] == 0:
+        return
+    m = masks.shape[-1]
+    scale = float(m + 2 * padding) / m
+    padded = F.pad(masks, (padding,) * 4)
+    int_boxes = _expand_boxes(boxes, scale).to(torch.int64).tolist()
+    for i, (x1, y1, x2, y2) in enumerate(int_boxes):
+        w = max(int(x2 - x1 + 1), 1)
+        h = max(int(y2 - y1 + 1), 1)
+        xa, xb = max(x1, 0), min(x2 + 1, im_w)
+        ya, yb = max(y1, 0), min(y2 + 1, im_h)
+        if xb > xa and yb > ya:
+            resized = F.interpolate(padded[i : i + 1], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+            yield resized[ya - y1 : yb - y1, xa - x1 : xb - x1], ya, xa
+        else:
+            yield masks.new_zeros((0, 0)), 0, 0
+
+
 def paste_masks(masks: Tensor, boxes: Tensor, image_size: Sequence[int], padding: int = 1) -> Tensor:
     """Paste per-box mask probabilities into full images, exactly as torchvision's ``paste_masks_in_image``.
 
     Each (M, M) mask is padded by ``padding`` zeros, its box is grown by ``(M + 2 * padding) / M`` about its
     centre and truncated to whole pixels, the mask is resized bilinearly to that box (at least 1x1) and the
-    part inside the image is written.
+    part inside the image is written (:func:`pasted_crops`).
 
     Args:
         masks: (N, 1, M, M) float.
@@ -92,22 +115,9 @@ def paste_masks(masks: Tensor, boxes: Tensor, image_size: Sequence[int], padding
         (N, 1, H, W) float.
     """
     im_h, im_w = int(image_size[0]), int(image_size[1])
-    n = masks.shape[0]
-    if n == 0:
-        return masks.new_zeros((0, 1, im_h, im_w))
-    m = masks.shape[-1]
-    scale = float(m + 2 * padding) / m
-    padded = F.pad(masks, (padding,) * 4)
-    int_boxes = _expand_boxes(boxes, scale).to(torch.int64).tolist()
-    out = masks.new_zeros((n, 1, im_h, im_w))
-    for i, (x1, y1, x2, y2) in enumerate(int_boxes):
-        w = max(int(x2 - x1 + 1), 1)
-        h = max(int(y2 - y1 + 1), 1)
-        resized = F.interpolate(padded[i : i + 1], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-        xa, xb = max(x1, 0), min(x2 + 1, im_w)
-        ya, yb = max(y1, 0), min(y2 + 1, im_h)
-        if xb > xa and yb > ya:
-            out[i, 0, ya:yb, xa:xb] = resized[ya - y1 : yb - y1, xa - x1 : xb - x1]
+    out = masks.new_zeros((masks.shape[0], 1, im_h, im_w))
+    for i, (crop, top, left) in enumerate(pasted_crops(masks, boxes, image_size, padding)):
+        out[i, 0, top : top + crop.shape[0], left : left + crop.shape[1]] = crop
     return out
 
 

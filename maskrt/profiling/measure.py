@@ -92,7 +92,9 @@ class _Batches:
         for d in range(distinct):
             idx = [(d * batch + i) % n for i in range(batch)]
             self.groups.append(idx)
-        self.feeds = [make_batch([prepare(images[i], runner.meta) for i in idx]).feeds for idx in self.groups]
+        sizes = "image_sizes" in runner.input_specs()
+        self.feeds = [make_batch([prepare(images[i], runner.meta) for i in idx], None, sizes).feeds
+                      for idx in self.groups]
         self.uploaded = [runner.upload(f) for f in self.feeds]
 
 
@@ -242,7 +244,7 @@ def _stage_step(runner, batches: _Batches, i: int, run: Run, record: bool = True
     g = i % len(batches.groups)
     idx = batches.groups[g]
     t0 = time.perf_counter()
-    batch = make_batch([prepare(batches.images[j], runner.meta) for j in idx])
+    batch = make_batch([prepare(batches.images[j], runner.meta) for j in idx], None, "image_sizes" in batches.feeds[0])
     t1 = time.perf_counter()
     uploaded = runner.upload(batch.feeds)
     runner.synchronize()

@@ -20,11 +20,14 @@ def test_graphed_deploy_forward_equals_the_plain_one_over_changing_inputs():
     pieces = graphed_modules(graphed)
     assert len(pieces) == len(GRAPHED_PIECES)
     with torch.inference_mode():
-        for seed in range(3):  # replays must see each new input, not the captured one
+        h, w = TINY_SIZE
+        for seed, sizes in enumerate([[(h, w), (h, w)], [(h - 8, w - 20), (h, w - 3)], [(h // 2, w), (h, w // 2)]]):
+            # replays must see each new input and each new image size, not the captured ones
             x = uint8_images(2, *TINY_SIZE, seed=seed)
-            want, got = plain(x), graphed(x)
-            for w, g in zip(want, got):
-                assert torch.equal(w, g)
+            image_sizes = torch.tensor(sizes, dtype=torch.int32)
+            want, got = plain(x, image_sizes), graphed(x, image_sizes)
+            for a, b in zip(want, got):
+                assert torch.equal(a, b)
     assert all(p.replays == 3 and len(p._captures) == 1 for p in pieces)
     # a new batch size is a new capture
     with torch.inference_mode():

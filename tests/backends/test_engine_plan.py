@@ -144,9 +144,47 @@ def test_fixed_batch_ignores_batch_options_with_a_note():
     assert plan_build(info(batch=2), BuildOptions(), V11).notes == []
 
 
-def test_other_dynamic_dimensions_are_refused():
+def test_dynamic_height_without_bounds_is_refused():
     plan = plan_build(info(batch=None, extra_dynamic=True), BuildOptions(), V10)
-    assert not plan.ok and "other than the batch" in plan.errors[0]
+    assert not plan.ok and "--min-shape, --opt-shape and --max-shape" in plan.errors[0]
+
+
+def test_other_unbounded_dynamic_inputs_are_refused():
+    i = info(batch=None)
+    i.inputs["extra"] = {"dtype": "float32", "shape": [None, None]}
+    plan = plan_build(i, BuildOptions(), V10)
+    assert not plan.ok and "'extra'" in plan.errors[0] and "cannot bound" in plan.errors[0]
+
+
+def dynamic_size_info(batch=None, bounds=((64, 64), (320, 480), (800, 1344))):
+    import json
+    i = OnnxInfo("m.onnx", {"images": {"dtype": "uint8", "shape": [batch, 3, None, None]},
+                            "image_sizes": {"dtype": "int64", "shape": [batch, 2]}},
+                 {"boxes": {"dtype": "float32", "shape": [batch, 100, 4]}})
+    if bounds:
+        i.metadata = {k: json.dumps(list(v)) for k, v in zip(("min_input_size", "input_size", "max_input_size"), bounds)}
+    return i
+
+
+def test_dynamic_size_profile_comes_from_the_export_bounds():
+    plan = plan_build(dynamic_size_info(), BuildOptions(max_batch=4), V10)
+    assert plan.ok, plan.errors
+    images = plan.profiles[0]["images"]
+    assert images == ((1, 3, 64, 64), (1, 3, 320, 480), (4, 3, 800, 1344))
+    assert plan.profiles[0]["image_sizes"] == ((1, 2), (1, 2), (4, 2))
+    assert plan.notes[0].startswith("dynamic batch and size: one optimization profile")
+
+
+def test_dynamic_size_profile_options_override_and_are_checked():
+    plan = plan_build(dynamic_size_info(batch=2), BuildOptions(min_shape=(128, 128), opt_shape=(480, 640),
+                                                                max_shape=(640, 960)), V11)
+    assert plan.ok, plan.errors
+    assert plan.profiles[0]["images"] == ((2, 3, 128, 128), (2, 3, 480, 640), (2, 3, 640, 960))
+    assert plan.notes[0].startswith("dynamic size: one optimization profile, batch 2")
+    bad = plan_build(dynamic_size_info(), BuildOptions(min_shape=(700, 700)), V10)
+    assert not bad.ok and "min <= opt <= max" in bad.errors[0]
+    unbounded = plan_build(dynamic_size_info(bounds=None), BuildOptions(), V10)
+    assert not unbounded.ok and "--min-shape" in unbounded.errors[0]
 
 
 # -- other options -------------------------------------------------------------------------------------------------

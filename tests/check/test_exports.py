@@ -43,11 +43,16 @@ def shapes_graphs():
     model = build("shapes", **SMALL).eval()
     fixed = export_model_proto(model, input_size=(96, 128), batch=2)
     trt_dynamic = export_model_proto(model, input_size=(96, 128), dynamic_batch=True, target="tensorrt")
+    any_size = export_model_proto(model, input_size=(96, 128), dynamic_batch=True, dynamic_size=True)
+    trt_any_size = export_model_proto(model, input_size=(96, 128), dynamic_batch=True, dynamic_size=True,
+                                      target="tensorrt")
     return {"fixed fp32": fixed, "fixed fp16": convert_to_fp16(fixed), "tensorrt-target dynamic": trt_dynamic,
-            "tensorrt-target fp16": convert_to_fp16(trt_dynamic)}
+            "tensorrt-target fp16": convert_to_fp16(trt_dynamic), "dynamic size": any_size,
+            "dynamic size fp16": convert_to_fp16(any_size), "tensorrt-target dynamic size": trt_any_size}
 
 
-@pytest.mark.parametrize("variant", ["fixed fp32", "fixed fp16", "tensorrt-target dynamic", "tensorrt-target fp16"])
+@pytest.mark.parametrize("variant", ["fixed fp32", "fixed fp16", "tensorrt-target dynamic", "tensorrt-target fp16",
+                                     "dynamic size", "dynamic size fp16", "tensorrt-target dynamic size"])
 def test_every_export_variant_passes(shapes_graphs, variant):
     report = check_model(shapes_graphs[variant], max_batch=8)
     assert report.ok, [f.to_dict() for f in report.errors]
@@ -57,6 +62,9 @@ def test_every_export_variant_passes(shapes_graphs, variant):
         assert "maskrt-plugin" in rules and "roialign" not in rules
     else:
         assert "roialign" in rules
+    if "dynamic size" in variant:  # height and width are named and bounded by the export's metadata
+        dims = [f for f in report.findings if f.rule == "dynamic-dims" and f.node == "images"]
+        assert dims and dims[0].severity == "info" and "height" in dims[0].message and "width" in dims[0].message
 
 
 def test_the_old_level_sort_would_have_failed():

@@ -243,3 +243,25 @@ def test_every_rule_cites_a_source():
     assert len(ids) == len(set(ids)) >= 15
     for r in RULES:
         assert r.title and len(r.source) > 20, r.id
+
+
+def test_control_flow():
+    body = helper.make_graph([helper.make_node("Identity", ["c_in"], ["c_out"])], "body",
+                             [vi("i", I64, []), vi("cond", TensorProto.BOOL, []), vi("c_in", F, [2])],
+                             [vi("cond_out", TensorProto.BOOL, []), vi("c_out", F, [2])])
+    body.node.insert(0, helper.make_node("Identity", ["cond"], ["cond_out"]))
+    loop = helper.make_node("Loop", ["n", "", "x"], ["y"], body=body)
+    m = model([loop], [vi("x", F, [2])], [vi("y", F, [2])], [const("n", np.array(3, np.int64))])
+    assert [f.rule for f in findings(m, "control-flow", "warning")] == ["control-flow"]
+    assert not findings(clean(), "control-flow")
+
+
+def test_every_rule_is_tested_here_and_documented():
+    import pathlib
+
+    from maskrt.check.rules import RULES
+
+    here = pathlib.Path(__file__).read_text()
+    doc = (pathlib.Path(__file__).parents[2] / "docs" / "check.md").read_text()
+    assert [r.id for r in RULES if f'"{r.id}"' not in here] == []
+    assert [r.id for r in RULES if f"`{r.id}`" not in doc] == []

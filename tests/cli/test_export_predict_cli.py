@@ -56,6 +56,23 @@ def test_predict_writes_pngs_and_coco_json(exported, tmp_path):
     assert m.shape == (90, 120)
 
 
+def test_predict_says_once_in_one_line_that_images_were_shrunk(exported, tmp_path):
+    from PIL import Image
+
+    from maskrt.data.images import synthetic_image
+
+    folder, path, _ = exported
+    files = []
+    for i in range(2):  # portrait photos do not fit the 96x128 canvas at the model's resize rule
+        files.append(tmp_path / f"portrait{i}.png")
+        Image.fromarray(synthetic_image(200, 96, i).permute(1, 2, 0).numpy()).save(files[-1])
+    r = run("predict", str(path), *map(str, files), "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    notes = [line for line in r.stderr.splitlines() if "shrunk" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: ") and "portrait0.png (200x96)" in notes[0], r.stderr
+    assert "--dynamic-size" in notes[0] and "Warning" not in r.stderr
+
+
 @pytest.mark.parametrize("args,fragment", [
     (["export", "--arch", "maskrcnn_resnet18_fpn", "--random-weights", "--opset", "11", "-o", "x.onnx"], "RoiAlign"),
     (["export", "--arch", "maskrcnn_resnet18_fpn", "-o", "x.onnx"], "maskrcnn_resnet18_fpn ships no weights: pass --weights FILE (a checkpoint) or --random-weights"),

@@ -84,9 +84,10 @@ def as_detections(items, size, names=MODEL_NAMES) -> Detections:
         labels.append(names.index(name))
         masks.append(m.astype(np.float32))
     n = len(items)
+    full = torch.from_numpy(np.stack(masks)) if n else torch.zeros(0, *size)
     return Detections(torch.tensor(boxes, dtype=torch.float32).reshape(n, 4), torch.ones(n),
-                      torch.tensor(labels, dtype=torch.int64), [names[i] for i in labels],
-                      torch.from_numpy(np.stack(masks)) if n else torch.zeros(0, *size), tuple(size))
+                      torch.tensor(labels, dtype=torch.int64), [names[i] for i in labels], torch.zeros(n, 28, 28),
+                      tuple(size), masks=full)
 
 
 @pytest.fixture(scope="module")
@@ -291,3 +292,40 @@ def test_evaluate_refuses_unmatched_classes(coco):
         evaluate(TorchRunner(tiny_model(), TINY_SIZE, 1, class_names=["bg", "cat", "dog"]), dataset)
     with pytest.raises(MaskrtError, match="--batch must be >= 1"):
         evaluate(TorchRunner(tiny_model(), TINY_SIZE, 1), dataset, batch=0)
+
+
+def test_crop_rle_equals_pycocotools_on_the_full_mask():
+    """RLE counted over a crop's columns only is pycocotools' own encoding of the whole image, at every edge."""
+    from pycocotools import mask as mask_utils
+
+    from maskrt.data.coco import crop_rle
+
+    rng = np.random.default_rng(0)
+    height, width = 37, 53
+    cases = [(0, 0, 5, 7), (30, 46, 7, 7), (0, 40, 37, 13), (10, 0, 27, 1), (36, 52, 1, 1), (5, 5, 0, 0)]
+    cases += [(int(rng.integers(0, 30)), int(rng.integers(0, 45)), int(rng.integers(1, 8)), int(rng.integers(1, 9)))
+              for _ in range(40)]
+    for top, left, h, w in cases:
+        for fill in ("random", "ones", "zeros"):
+            crop = {"random": rng.random((h, w)) > 0.5, "ones": np.ones((h, w), bool), "zeros": np.zeros((h, w), bool)}[fill]
+            full = np.zeros((height, width), np.uint8)
+            full[top:top + h, left:left + w] = crop
+            expected = mask_utils.encode(np.asfortranarray(full))
+            got = crop_rle(crop, top, left, height, width)
+            assert got["size"] == [height, width]
+            assert got["counts"] == expected["counts"].decode("ascii"), (top, left, h, w, fill)
+            assert (mask_utils.decode(got) == full).all()
+
+
+def test_coco_results_from_compact_masks_equal_the_pasted_masks():
+    from pycocotools import mask as mask_utils
+
+    g = torch.Generator().manual_seed(3)
+    boxes = torch.tensor([[0.0, 0.0, 20.0, 15.0], [50.5, 30.2, 79.9, 59.9], [-10.0, 40.0, 12.0, 70.0],
+                          [70.0, 5.0, 130.0, 20.0]])
+    probs = torch.rand(4, 28, 28, generator=g)
+    det = Detections(boxes, torch.ones(4), torch.ones(4, dtype=torch.int64), ["a"] * 4, probs, (60, 80))
+    out = coco_results(det, 1)
+    assert not det.has_full_masks  # the RLE came from the per-box crops
+    for r, full in zip(out, det.masks):
+        assert (mask_utils.decode(r["segmentation"]).astype(bool) == (full > 0.5).numpy()).all()

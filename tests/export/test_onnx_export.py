@@ -87,7 +87,7 @@ def test_graph_structure_and_metadata(exported):
     assert shapes == {"num_detections": [1], "boxes": [1, 100, 4], "scores": [1, 100], "labels": [1, 100],
                       "masks": [1, 100, 28, 28]}
     inputs = {i.name: i.type.tensor_type.elem_type for i in model.graph.input}
-    assert inputs == {"images": onnx.TensorProto.UINT8}
+    assert inputs == {"images": onnx.TensorProto.UINT8, "image_sizes": onnx.TensorProto.INT32}
 
 
 @pytest.mark.parametrize("opset", [16, 17, 18, 20, 21, 22])

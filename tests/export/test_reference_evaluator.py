@@ -26,10 +26,12 @@ def test_reference_evaluator_agrees_with_onnxruntime(tmp_path):
     path = tmp_path / "tiny.onnx"
     to_onnx(model, path, input_size=(64, 64))
     images = uint8_images(1, 64, 64, seed=2)
+    sizes = torch.tensor([[64, 45]], dtype=torch.int32)  # the image fills part of its canvas
     reference = ReferenceEvaluator(str(path), new_ops=[GatherElements])
-    ref = dict(zip(["num_detections", "boxes", "scores", "labels", "masks"], reference.run(None, {"images": images.numpy()})))
+    ref = dict(zip(["num_detections", "boxes", "scores", "labels", "masks"],
+                   reference.run(None, {"images": images.numpy(), "image_sizes": sizes.numpy()})))
     with OrtRunner(path) as runner:
-        out = runner.infer({"images": images})
+        out = runner.infer({"images": images, "image_sizes": sizes})
     n = int(out["num_detections"][0])
     assert n > 0 and int(ref["num_detections"][0]) == n
     assert np.array_equal(ref["labels"], out["labels"].numpy())
@@ -40,5 +42,5 @@ def test_reference_evaluator_agrees_with_onnxruntime(tmp_path):
     from maskrt.model import DeployMaskRCNN
 
     with torch.inference_mode():
-        t = DeployMaskRCNN(model)(images)
+        t = DeployMaskRCNN(model)(images, sizes)
     np.testing.assert_allclose(ref["boxes"], t[1].numpy(), rtol=0, atol=1e-3)

@@ -51,10 +51,9 @@ def test_runner_contract(onnx_b2, model):
 
 def test_resize_rule_matches_the_model_transform():
     # landscape within the canvas: torchvision's rule exactly
-    assert resize_scale(400, 500, 800, 1333, (800, 1344)) == 2.0
+    assert resize_scale(400, 500, 800, 1333, (800, 1344)) == (2.0, False)
     # portrait would not fit the landscape canvas: shrink to fit
-    s = resize_scale(1000, 500, 800, 1333, (800, 1344))
-    assert s == 0.8
+    assert resize_scale(1000, 500, 800, 1333, (800, 1344)) == (0.8, True)
 
 
 def test_predictor_equals_eager_model(model):

@@ -81,10 +81,12 @@ def test_portable_graph_has_no_plugin(exports):
 @pytest.mark.parametrize("backend, batch", [("host", 2), ("torch", 1)])
 def test_bridge_gives_the_portable_detections(exports, plugin_build, backend, batch):
     images = uint8_images(batch, H, W).numpy()
+    sizes = np.array([[H, W], [H - 10, W - 20]][:batch], dtype=np.int32)  # the second image leaves padding
+    feeds = {"images": images, "image_sizes": sizes}
     portable = ort.InferenceSession(exports["portable"].path, providers=["CPUExecutionProvider"])
-    want = portable.run(None, {"images": images})
+    want = portable.run(None, feeds)
     session = ort_bridge.make_session(exports["tensorrt"].path, backend=backend)
-    got = session.run(None, {"images": images})
+    got = session.run(None, feeds)
     assert int(want[0].sum()) > 0, "no detections: the comparison would be empty"
     for name, a, b in zip([o.name for o in portable.get_outputs()], want, got):
         assert a.shape == b.shape, name
@@ -98,7 +100,7 @@ def test_fp16_dynamic_opset22_export(r18, tmp_path):
     onnx.checker.check_model(proto, full_check=True)
     data, options = ort_bridge.prepare_session(proto)
     session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    out = session.run(None, {"images": uint8_images(1, H, W).numpy()})
+    out = session.run(None, {"images": uint8_images(1, H, W).numpy(), "image_sizes": np.array([[H, W]], np.int32)})
     assert out[1].shape == (1, 100, 4)
 
 

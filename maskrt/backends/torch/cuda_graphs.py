@@ -24,9 +24,16 @@ from torch import nn
 from torch.utils import _pytree as pytree
 
 from maskrt.core.errors import MaskrtError
+from maskrt.model.region import ValidRegion
 
 GRAPHED_PIECES = ("backbone", "rpn.head", "roi_heads.box_head", "roi_heads.box_predictor", "roi_heads.mask_head",
                   "roi_heads.mask_predictor")
+
+
+# A ValidRegion passed to a piece flattens to its extents tensor (copied into the captured input on each replay);
+# its canvas size is part of the signature, so one capture serves every batch of that canvas.
+pytree.register_pytree_node(ValidRegion, lambda r: ([r.extents], tuple(int(v) for v in r.canvas)),
+                            lambda leaves, canvas: ValidRegion(leaves[0], canvas))
 
 
 class _Captured:

@@ -21,12 +21,14 @@ class TorchRunner(Runner):
         class_names: the model's class names (background first) when it has none of its own.
         cuda_graph: capture the network pieces of the deploy forward as CUDA graphs and replay them
             (see :mod:`maskrt.backends.torch.cuda_graphs`); CUDA only.
+        dynamic_size: take any canvas size (multiples of ``size_divisible`` up to the resize rule's largest side),
+            as a ``--dynamic-size`` export does; ``input_size`` is then only the size it is timed at.
     """
 
     backend = "torch"
 
     def __init__(self, model, input_size=(800, 1344), batch: Optional[int] = 1, device: str = "cpu",
-                 precision: str = "fp32", class_names=None, cuda_graph: bool = False):
+                 precision: str = "fp32", class_names=None, cuda_graph: bool = False, dynamic_size: bool = False):
         super().__init__(f"torch:{getattr(model, 'preset', 'model')}")
         if precision not in ("fp32", "fp16"):
             raise MaskrtError(f"precision must be fp32 or fp16, got {precision!r}")
@@ -39,14 +41,18 @@ class TorchRunner(Runner):
         self.device = str(device)
         self.precision = precision
         self.cuda_graph = cuda_graph
-        self.meta = model_meta(model, self.input_size, batch, precision, class_names=class_names)
+        self.dynamic_size = dynamic_size
+        self.meta = model_meta(model, self.input_size, batch, precision, class_names=class_names,
+                               dynamic_size=dynamic_size)
         self._batch = batch
         self._deploy = None
         cuda = self.device.startswith("cuda")
         self.capabilities = Capabilities(device_timing=cuda, allocator_stats=cuda, cuda_graph=cuda_graph)
 
     def input_specs(self):
-        return {"images": TensorSpec("uint8", (self._batch, 3, *self.input_size))}
+        size = (None, None) if self.dynamic_size else self.input_size
+        return {"images": TensorSpec("uint8", (self._batch, 3, *size)),
+                "image_sizes": TensorSpec("int32", (self._batch, 2))}
 
     def output_specs(self):
         return contract_output_specs(self._batch, self.meta.max_detections, self.meta.mask_size)
@@ -59,7 +65,7 @@ class TorchRunner(Runner):
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise MaskrtError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
         self.model.eval()
-        deploy = DeployMaskRCNN(self.model, self.precision).to(self.device).eval()
+        deploy = DeployMaskRCNN(self.model, self.precision, dynamic_size=self.dynamic_size).to(self.device).eval()
         if self.cuda_graph:
             from maskrt.backends.torch.cuda_graphs import graph_pieces
 
@@ -86,13 +92,17 @@ class TorchRunner(Runner):
     def _upload_impl(self, feeds):
         import torch
 
-        return torch.as_tensor(feeds["images"]).to(self.device, non_blocking=True)
+        return tuple(torch.as_tensor(feeds[name]).to(self.device, non_blocking=True)
+                     for name in ("images", "image_sizes"))
 
-    def _execute_impl(self, images):
+    def _execute_impl(self, inputs):
         import torch
 
         with torch.inference_mode():
-            return self._deploy(images)
+            return self._deploy(*inputs)
 
     def _download_impl(self, outputs):
         return {name: t.cpu() for name, t in zip(OUTPUT_NAMES, outputs)}
+
+    def device_outputs(self, outputs) -> dict:
+        return dict(zip(OUTPUT_NAMES, outputs))  # fresh tensors each forward: no copy needed

@@ -14,6 +14,7 @@ is decided here, as pure functions that the tests exercise:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -48,6 +49,9 @@ class BuildOptions:
     timing_cache: Optional[str] = None
     optimization_level: Optional[int] = None
     plugins: Optional[str] = None
+    min_shape: Optional[tuple] = None  # (H, W) of a dynamic-size graph's profile; default: the export's bounds
+    opt_shape: Optional[tuple] = None
+    max_shape: Optional[tuple] = None
     tf32: bool = False  # let fp32 layers use TF32 (TensorRT's default; maskrt's fp32 means fp32)
     verbose: bool = False
 
@@ -260,27 +264,44 @@ def plan_build(info: OnnxInfo, options: BuildOptions, trt_version: str) -> Build
         elif strongly_typed and rules.strongly_typed_flag:
             network_flags = ("STRONGLY_TYPED",)
 
-    # optimization profiles over the batch dimension
+    # one optimization profile over the batch and, for a dynamic-size export, the image height and width
     profiles = []
     dynamic = info.dynamic_inputs
     if dynamic:
-        others = {n: v["shape"] for n, v in dynamic.items() if any(d is None for d in v["shape"][1:])}
-        if others:
-            n, shape = next(iter(others.items()))
-            errors.append(f"input {n!r} of {name} has dynamic dimensions other than the batch "
-                          f"({_shape_text(shape)}): maskrt build makes profiles over the batch only; export at a "
-                          "fixed size")
-        else:
-            lo = options.min_batch or DEFAULT_MIN_BATCH
-            hi = options.max_batch or max(DEFAULT_MAX_BATCH, lo, options.opt_batch or 0)
-            opt = options.opt_batch or lo
-            if lo > hi:
-                errors.append(f"--min-batch {lo} is larger than --max-batch {hi}")
-            elif not lo <= opt <= hi:
-                errors.append(f"--opt-batch {opt} must lie between --min-batch {lo} and --max-batch {hi}")
-            else:
-                profiles.append({n: tuple((b, *v["shape"][1:]) for b in (lo, opt, hi)) for n, v in dynamic.items()})
-                notes.append(f"dynamic batch: one optimization profile, batch min {lo} / opt {opt} / max {hi}")
+        spatial = _spatial_profile(info, options, errors)
+        unknown = {n: v["shape"] for n, v in dynamic.items()
+                   if any(d is None for d in v["shape"][1:]) and not (n == "images" and spatial is not None)}
+        batch_dynamic = any(v["shape"] and v["shape"][0] is None for v in dynamic.values())
+        lo = options.min_batch or DEFAULT_MIN_BATCH
+        hi = options.max_batch or max(DEFAULT_MAX_BATCH, lo, options.opt_batch or 0)
+        opt = options.opt_batch or lo
+        if not batch_dynamic:
+            lo = opt = hi = next(iter(info.inputs.values()))["shape"][0]
+        if unknown:
+            n, shape = next(iter(unknown.items()))
+            errors.append(f"input {n!r} of {name} has dynamic dimensions maskrt build cannot bound "
+                          f"({_shape_text(shape)}): export with `maskrt export` (--dynamic-batch, --dynamic-size)")
+        elif lo > hi:
+            errors.append(f"--min-batch {lo} is larger than --max-batch {hi}")
+        elif not lo <= opt <= hi:
+            errors.append(f"--opt-batch {opt} must lie between --min-batch {lo} and --max-batch {hi}")
+        elif spatial is not None or "images" not in dynamic or not any(d is None for d in dynamic["images"]["shape"][1:]):
+            profile = {}
+            for n, v in dynamic.items():
+                shapes = []
+                for b, hw in zip((lo, opt, hi), spatial or (None, None, None)):
+                    shape = [b if v["shape"][0] is None else v["shape"][0], *v["shape"][1:]]
+                    if n == "images" and hw is not None:
+                        shape[2], shape[3] = hw
+                    shapes.append(tuple(shape))
+                profile[n] = tuple(shapes)
+            profiles.append(profile)
+            kind = " and size" if batch_dynamic and spatial is not None else ""
+            kind = ("dynamic batch" + kind) if batch_dynamic else "dynamic size"
+            what = f"batch min {lo} / opt {opt} / max {hi}" if batch_dynamic else f"batch {lo}"
+            if spatial is not None:
+                what += "; height x width " + " / ".join(f"{k} {h}x{w}" for k, (h, w) in zip(("min", "opt", "max"), spatial))
+            notes.append(f"{kind}: one optimization profile, {what}")
     elif options.batch_given():
         batch = next(iter(info.inputs.values()))["shape"][0] if info.inputs else "?"
         notes.append(f"{name} has a fixed batch of {batch}: --min-batch/--opt-batch/--max-batch are ignored (export "
@@ -305,6 +326,35 @@ def plan_build(info: OnnxInfo, options: BuildOptions, trt_version: str) -> Build
                      timing_cache=options.timing_cache, plugin_library=options.plugins, tf32=options.tf32,
                      verbose=options.verbose,
                      notes=notes, errors=_unique(errors))
+
+
+def _spatial_profile(info: OnnxInfo, options: BuildOptions, errors: list) -> Optional[tuple]:
+    """(min, opt, max) (H, W) for a dynamic-size graph's ``images``: the options, else the export's bounds from
+    its maskrt metadata; None when ``images`` has a fixed size (or its bounds are unknown: an error then)."""
+    images = info.inputs.get("images")
+    if not images or len(images["shape"]) != 4 or (images["shape"][2] is not None and images["shape"][3] is not None):
+        return None
+    meta = info.metadata
+
+    def from_meta(key):
+        try:
+            value = json.loads(meta.get(key) or "null")
+        except ValueError:
+            return None
+        return (int(value[0]), int(value[1])) if value else None
+
+    lo = tuple(options.min_shape) if options.min_shape else from_meta("min_input_size")
+    opt = tuple(options.opt_shape) if options.opt_shape else from_meta("input_size")
+    hi = tuple(options.max_shape) if options.max_shape else from_meta("max_input_size")
+    if not (lo and opt and hi):
+        errors.append(f"{os.path.basename(info.path)} has a dynamic height and width without maskrt's bounds: give "
+                      "--min-shape, --opt-shape and --max-shape (HxW)")
+        return None
+    if not (lo[0] <= opt[0] <= hi[0] and lo[1] <= opt[1] <= hi[1]):
+        errors.append(f"the height x width profile must have min <= opt <= max, got {lo[0]}x{lo[1]} / "
+                      f"{opt[0]}x{opt[1]} / {hi[0]}x{hi[1]}")
+        return None
+    return lo, opt, hi
 
 
 def _unique(items: list) -> list:

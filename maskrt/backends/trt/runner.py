@@ -47,6 +47,9 @@ class _Binding:
         self.graph = None
 
 
+MAX_BINDINGS = 16  # input shapes whose output buffers (and CUDA-graph inputs) a TrtRunner keeps
+
+
 class TrtRunner(Runner):
     """A TensorRT engine built by ``maskrt build``.
 
@@ -195,6 +198,9 @@ class TrtRunner(Runner):
                 outputs[name] = torch.empty(shape, dtype=_torch_dtype(spec.dtype), device=self.device)
             inputs = {n: torch.empty_like(t) for n, t in device_feeds.items()} if self.cuda_graph else {}
             binding = _Binding(dict(key), inputs, outputs)
+            if len(self._bindings) >= MAX_BINDINGS:  # a dynamic-size engine sees many shapes: keep the recent ones
+                oldest = next(k for k in self._bindings if k != self._current)
+                del self._bindings[oldest]
             self._bindings[key] = binding
         if self._current != key:
             for name, t in device_feeds.items():
@@ -242,6 +248,15 @@ class TrtRunner(Runner):
     def _download_impl(self, outputs):
         self.stream.synchronize()
         return {n: t.cpu() for n, t in outputs.items()}
+
+    def device_outputs(self, outputs) -> dict:
+        # The output buffers are reused by the next execute: copies on the engine's stream, then wait for them.
+        import torch
+
+        with torch.cuda.stream(self.stream):
+            copies = {n: t.clone() for n, t in outputs.items()}
+        self.stream.synchronize()
+        return copies
 
     # -- per-layer profile -----------------------------------------------------------------------------------------
     def profile_layers(self, device_feeds, iterations: int = 20) -> list[dict]:

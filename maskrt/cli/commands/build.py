@@ -22,6 +22,9 @@ Examples:
 @click.option("--min-batch", type=int, help="Dynamic-batch ONNX: smallest batch of the profile (default 1).")
 @click.option("--opt-batch", type=int, help="Dynamic-batch ONNX: batch the kernels are tuned for (default: min).")
 @click.option("--max-batch", type=int, help="Dynamic-batch ONNX: largest batch of the profile (default 8).")
+@click.option("--min-shape", help="Dynamic-size ONNX: smallest HxW of the profile (default: the export's bound).")
+@click.option("--opt-shape", help="Dynamic-size ONNX: HxW the kernels are tuned for (default: the export size).")
+@click.option("--max-shape", help="Dynamic-size ONNX: largest HxW of the profile (default: the export's bound).")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), help="Timing cache file: read when it exists, "
               "written after the build (later builds go faster).")
 @click.option("--optimization-level", type=int, help="TensorRT builder optimization level 0-5 (default 3).")
@@ -30,16 +33,19 @@ Examples:
 @click.option("--tf32", is_flag=True, help="Let fp32 layers use TF32 on Ampere and newer (TensorRT's default; "
               "maskrt builds fp32 as fp32 unless asked).")
 @click.option("--verbose", is_flag=True, help="TensorRT's verbose log.")
-def build_cmd(onnx_path, output, precision, workspace, min_batch, opt_batch, max_batch, timing_cache,
-              optimization_level, plugins, tf32, verbose):
+def build_cmd(onnx_path, output, precision, workspace, min_batch, opt_batch, max_batch, min_shape, opt_shape,
+              max_shape, timing_cache, optimization_level, plugins, tf32, verbose):
     """Build a TensorRT engine from an ONNX export, with a JSON sidecar that maskrt's runtime checks."""
     from maskrt.backends.trt.build import build_engine
     from maskrt.backends.trt.plan import BuildOptions, CheckFailed, OnnxParseError
     from maskrt.core.formatting import human_bytes
+    from maskrt.core.parsing import parse_size
 
+    shapes = {name: parse_size(value, f"--{name.replace('_', '-')}") if value else None
+              for name, value in (("min_shape", min_shape), ("opt_shape", opt_shape), ("max_shape", max_shape))}
     options = BuildOptions(precision=precision, workspace=workspace, min_batch=min_batch, opt_batch=opt_batch,
                            max_batch=max_batch, timing_cache=timing_cache, optimization_level=optimization_level,
-                           plugins=plugins, tf32=tf32, verbose=verbose)
+                           plugins=plugins, tf32=tf32, verbose=verbose, **shapes)
     try:
         result = build_engine(onnx_path, output, options, log=click.echo)
     except (OnnxParseError, CheckFailed) as e:

@@ -11,7 +11,8 @@ from maskrt.core.errors import MaskrtError
 Examples:
   maskrt export --arch shapes -o shapes.onnx --verify
   maskrt export --arch maskrcnn_resnet50_fpn --weights maskrcnn_resnet50_fpn_coco.pth -o model.onnx
-  maskrt export --arch maskrcnn_resnet50_fpn --weights coco.pth --precision fp16 --dynamic-batch -o model_fp16.onnx""")
+  maskrt export --arch maskrcnn_resnet50_fpn --weights coco.pth --precision fp16 --dynamic-batch -o model_fp16.onnx
+  maskrt export --arch shapes --dynamic-batch --dynamic-size -o shapes_dynamic.onnx""")
 @click.option("--arch", required=True, help="Model preset (see `maskrt models`).")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint (.pth state_dict or .safetensors); "
               "default: the preset's embedded weights.")
@@ -24,6 +25,8 @@ Examples:
               "else max(H, W)).")
 @click.option("--batch", type=int, default=1, show_default=True, help="Fixed batch size.")
 @click.option("--dynamic-batch", is_flag=True, help="Make the batch dimension symbolic.")
+@click.option("--dynamic-size", is_flag=True, help="Make height and width symbolic: every image runs at its own size "
+              "(padded to 32), none is shrunk to a canvas; --input-size is then the size it is tuned at.")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset, 16 to 22.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
 @click.option("--target", type=click.Choice(["portable", "tensorrt"]), default="portable", show_default=True,
@@ -35,8 +38,9 @@ Examples:
               "is written.")
 @click.option("--verify-images", multiple=True, type=click.Path(dir_okay=False), help="Extra images for --verify.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .onnx file.")
-def export_cmd(arch, weights, random_weights, num_classes, input_size, min_size, max_size, batch, dynamic_batch, opset,
-               precision, target, max_detections, score_threshold, class_names, verify, verify_images, output):
+def export_cmd(arch, weights, random_weights, num_classes, input_size, min_size, max_size, batch, dynamic_batch,
+               dynamic_size, opset, precision, target, max_detections, score_threshold, class_names, verify,
+               verify_images, output):
     """Export a Mask R-CNN to ONNX (RoiAlign, NonMaxSuppression; fp32 or fp16)."""
     import os
 
@@ -58,12 +62,13 @@ def export_cmd(arch, weights, random_weights, num_classes, input_size, min_size,
     extra = [(read_image(p), os.path.basename(p)) for p in verify_images]  # unreadable images: refused before work
     model = load_model(arch, weights, random_weights, num_classes, **sizes)
     names = read_class_names(class_names, model.num_classes)
-    click.echo(f"exporting {arch} at {h}x{w}, batch {'dynamic' if dynamic_batch else batch}, opset {opset}, {precision}, "
+    size = f"{h}x{w}" + (" (dynamic size)" if dynamic_size else "")
+    click.echo(f"exporting {arch} at {size}, batch {'dynamic' if dynamic_batch else batch}, opset {opset}, {precision}, "
                f"{target} graph ...")
     check = export_checks(model, (h, w), extra, max_detections, score_threshold, echo=click.echo) if verify else None
     result = to_onnx(model, output, input_size=(h, w), batch=batch, dynamic_batch=dynamic_batch, opset=opset,
                      precision=precision, max_detections=max_detections, score_threshold=score_threshold,
-                     class_names=names, target=target, before_commit=check)
+                     class_names=names, target=target, dynamic_size=dynamic_size, before_commit=check)
     click.echo(f"wrote {os.path.abspath(result.path)} ({human_bytes(result.size_bytes)}) in {result.seconds:.1f} s")
     report = check_model(result.path, max_batch=8 if dynamic_batch else batch)
     click.echo(report.summary() + ("; `maskrt check` on the file explains each" if report.errors or report.warnings

@@ -32,7 +32,6 @@ def predict_cmd(model_path, images, arch, num_classes, input_size, backend, devi
     one PNG per image with masks, boxes, labels and scores drawn, predictions.json (COCO results, RLE masks) and
     summary.json into --out; inputs are never overwritten and names never collide. Ctrl-C keeps the images done.
     """
-    from rich.console import Console
 
     from maskrt.backends.select import RunnerSpec
     from maskrt.core.fileio import ensure_writable_folder
@@ -48,14 +47,12 @@ def predict_cmd(model_path, images, arch, num_classes, input_size, backend, devi
     spec.check()
     collect_images(images)  # refuse empty folders and unmatched patterns before loading the model
     ensure_writable_folder(out_dir)
-    console = Console(stderr=True)
 
-    def report(source, drawing, outcome):
+    def report(source, drawing, outcome):  # one line per image, never wrapped
         if drawing is None and isinstance(outcome, MaskrtError):
-            console.print(f"skipped: {outcome}", markup=False, highlight=False)
+            click.echo(f"skipped: {outcome}", err=True)
         else:
-            console.print(f"{source}: {len(outcome)} detections" + (f" -> {drawing}" if drawing else ""),
-                          markup=False, highlight=False)
+            click.echo(f"{source}: {len(outcome)} detections" + (f" -> {drawing}" if drawing else ""), err=True)
 
     predictor = Predictor(spec.open(None), score_threshold=score_threshold, max_pixels=max_pixels)
     try:

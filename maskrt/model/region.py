@@ -1,0 +1,108 @@
+"""Where each image of a padded batch lies, so that the network computes every image as if it were alone.
+
+The eager model (as torchvision) pads an image only to the next multiple of ``size_divisible`` (32). On a larger
+canvas, or next to a larger image in a batch, three things change: the padding is no longer zero where
+normalisation would make it non-zero, convolutions near the image's edge see activations of the padding instead
+of their zero padding, and anchors over the padding compete for the RPN's top-k. :class:`ValidRegion` holds each
+image's own padded extent (``extents``: (B, 2) multiples of 32) and undoes all three: :meth:`mask` zeroes a
+feature map outside each image's extent at that map's stride (called before every convolution that looks at
+neighbours), :meth:`replicate_edge` repeats the last valid row and column once (RoI Align's bilinear taps at the
+edge of a lone image are clamped to it), and :meth:`anchor_grid` gives each image's anchors with the strides the
+image alone would have, with a validity mask.
+
+Every step is made of tensor operations on shapes, so the same code traces into a graph with dynamic height and
+width. With an image that fills the canvas every mask is all ones and the results are those of the eager model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+class ValidRegion:
+    """Per-image extents of a padded batch.
+
+    Args:
+        extents: (B, 2) int64 (height, width) of each image padded to ``size_divisible`` on its own.
+        canvas: (H, W) of the batch the features were computed from (ints; traced values are fine).
+    """
+
+    def __init__(self, extents: Tensor, canvas):
+        self.extents = extents.to(torch.int64)
+        self.canvas = (canvas[0], canvas[1])
+        self._masks: dict = {}
+
+    @staticmethod
+    def stride_of(canvas_side, feature_side) -> int:
+        """The power of two a feature map is strided by (a trace-time constant: strides are the architecture's)."""
+        return 2 ** int(round(math.log2(float(canvas_side) / float(feature_side))))
+
+    def feature_extents(self, stride: int) -> Tensor:
+        """(B, 2) int64: each image's extent on a map of ``stride`` (ceil, as the convolutions compute it)."""
+        return torch.div(self.extents + (stride - 1), stride, rounding_mode="floor")
+
+    def _valid(self, height, width, stride: int) -> tuple[Tensor, Tensor]:
+        ext = self.feature_extents(stride)
+        rows = torch.arange(height, device=ext.device)
+        cols = torch.arange(width, device=ext.device)
+        return rows[None, :] < ext[:, :1], cols[None, :] < ext[:, 1:]  # (B, h), (B, w)
+
+    def mask(self, t: Tensor) -> Tensor:
+        """``t`` (B, C, h, w) with everything outside each image's extent set to zero."""
+        h, w = t.shape[-2], t.shape[-1]
+        stride = self.stride_of(self.canvas[0], h)
+        key = (stride, t.dtype, t.device)
+        m = self._masks.get(key)
+        if m is None:
+            rows, cols = self._valid(h, w, stride)
+            m = (rows[:, None, :, None] & cols[:, None, None, :]).to(t.dtype)
+            self._masks[key] = m
+        return t * m
+
+    def replicate_edge(self, t: Tensor) -> Tensor:
+        """``t`` with the first row and column past each image's extent set to the last ones inside it.
+
+        RoI Align on an image alone clamps bilinear taps that fall past the map's last row or column to it; on a
+        larger map those taps read the next row or column instead, which this makes equal to the last valid one.
+        """
+        h, w = t.shape[-2], t.shape[-1]
+        ext = self.feature_extents(self.stride_of(self.canvas[0], h))
+        rows = torch.arange(h, device=ext.device)
+        cols = torch.arange(w, device=ext.device)
+        at_col = (cols[None, :] == ext[:, 1:])[:, None, None, :]  # (B, 1, 1, w)
+        previous_col = torch.cat([t[..., :1], t[..., :-1]], dim=-1)
+        t = torch.where(at_col, previous_col, t)
+        at_row = (rows[None, :] == ext[:, :1])[:, None, :, None]  # (B, 1, h, 1)
+        previous_row = torch.cat([t[..., :1, :], t[..., :-1, :]], dim=-2)
+        return torch.where(at_row, previous_row, t)
+
+    def anchor_grid(self, feature: Tensor, base: Tensor) -> tuple[Tensor, Tensor]:
+        """Anchors of one level for every image, as the eager model places them for the image alone.
+
+        Args:
+            feature: the level's map (B, C, h, w) on the canvas.
+            base: (A, 4) zero-centred cell anchors (:func:`maskrt.model.anchors.cell_anchors`).
+
+        Returns:
+            anchors (B, h * w * A, 4) float32, location-major as the eager order, at ``(x, y) * stride`` with the
+            stride the image alone gets (its padded size // its feature size, per axis: 61 for the stride-64 level
+            of an 800-pixel side, say); valid (B, h * w * A) bool, False for locations past the image's extent.
+        """
+        h, w = feature.shape[-2], feature.shape[-1]
+        stride = self.stride_of(self.canvas[0], h)
+        ext = self.feature_extents(stride)  # (B, 2)
+        own_stride = torch.div(self.extents, ext, rounding_mode="floor").to(torch.int32)  # (B, 2)
+        rows, cols = self._valid(h, w, stride)
+        shift_y = torch.arange(h, dtype=torch.int32, device=base.device)[None, :] * own_stride[:, :1]  # (B, h)
+        shift_x = torch.arange(w, dtype=torch.int32, device=base.device)[None, :] * own_stride[:, 1:]  # (B, w)
+        b = shift_x.shape[0]
+        sx = shift_x[:, None, :].expand(b, h, w)
+        sy = shift_y[:, :, None].expand(b, h, w)
+        shifts = torch.stack((sx, sy, sx, sy), dim=-1).reshape(b, -1, 1, 4)  # (B, h*w, 1, 4)
+        anchors = (shifts + base.view(1, 1, -1, 4)).reshape(b, -1, 4)
+        num_cell = base.shape[0]
+        valid = (rows[:, :, None] & cols[:, None, :]).reshape(b, -1, 1).expand(b, h * w, num_cell).reshape(b, -1)
+        return anchors, valid
