@@ -65,7 +65,8 @@ class ModelMeta:
     @property
     def largest_input(self) -> tuple[int, int]:
         """The largest canvas the model takes: its fixed size, or the upper bound of a dynamic-size model."""
-        return tuple(self.max_input_size) if self.dynamic_size and self.max_input_size else tuple(self.input_size)
+        h, w = self.max_input_size if self.dynamic_size and self.max_input_size else self.input_size
+        return int(h), int(w)
 
     @property
     def num_classes(self) -> int:
