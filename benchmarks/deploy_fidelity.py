@@ -8,7 +8,10 @@ Two interpreters, so that the reference is independent of maskrt:
 1. The reference virtualenv (``benchmarks/setup_torchvision_venv.sh``) builds torchvision's Mask R-CNN R50-FPN
    v1 with seeded random weights (``torchvision_parity.randomise``: realistic norm statistics, a sharpened
    classifier) and runs it on each test image *alone*, at ``box_score_thresh`` 0.05. It saves the state_dict,
-   the uint8 images and torchvision's boxes, scores, labels and masks.
+   the uint8 images and torchvision's boxes, scores, labels and masks. The RPN's objectness layer is scaled so
+   that no logit on these images exceeds ``MAX_RPN_LOGIT``: random weights otherwise saturate thousands of
+   anchors at a sigmoid of exactly 1.0, and the order among such ties after torchvision's unstable sort in
+   batched_nms is implementation-defined (torchvision itself gives other boxes at another image size).
 2. This interpreter loads that state_dict into maskrt, exports three ONNX files and runs every image through
    ``Predictor(OrtRunner(path))`` on the CPU, alone and in mixed batches:
    - ``canvas_800x1344_b2``: the default 800x1344 canvas, fixed batch 2 (a lone image gets a blank mate);

@@ -142,6 +142,19 @@ def tensorrt_library_dir() -> str | None:
     return None
 
 
+def tensorrt_runtime_major() -> str | None:
+    """Major version of the installed ``tensorrt`` Python package (the runtime the plugin is loaded into), read
+    from its distribution metadata without importing it; None when it is not installed."""
+    from importlib import metadata
+
+    for dist in ("tensorrt", "tensorrt-cu13", "tensorrt-cu12"):
+        try:
+            return metadata.version(dist).split(".")[0]
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
 def build(
     cuda_archs: str | Sequence[str | int] | None = None,
     build_dir: str | os.PathLike | None = None,
@@ -198,6 +211,9 @@ def build(
     libdir = tensorrt_library_dir()
     if with_tensorrt and libdir:
         args.append(f"-DTENSORRT_LIBRARY_DIR={libdir}")
+    runtime_major = tensorrt_runtime_major()
+    if with_tensorrt and runtime_major:
+        args.append(f"-DMASKRT_TENSORRT_MAJOR={runtime_major}")
     log = _run(args, verbose, "configure")
     log += _run([cmake, "--build", build_dir, "--parallel", str(max(1, int(jobs)))], verbose, "build")
 

@@ -120,6 +120,11 @@ def load_plugin_library(trt, path: str) -> None:
         if path in _LOADED:
             return
         registry: trt.IPluginRegistry = trt.get_plugin_registry()
+        if _LOADED and registry.get_creator(spec.PLUGIN_NAME, spec.PLUGIN_VERSION, spec.PLUGIN_NAMESPACE) is not None:
+            # Another copy of the library (another path) registered the creator already; loadLibrary would
+            # refuse this one, and the registered creator serves engines built with either.
+            _LOADED[path] = None
+            return
         handle: object = registry.load_library(path)
         if handle is None:
             load_shared_library(path)  # when the dynamic loader refuses it, this says why (one line)

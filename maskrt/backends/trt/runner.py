@@ -47,6 +47,8 @@ class _Binding:
         self.graph = None
 
 
+# IExecutionContext::setTensorAddress (NvInferRuntime.h): input and output addresses must be 256-byte aligned
+_ADDRESS_ALIGNMENT = 256
 MAX_BINDINGS = 16  # input shapes whose output buffers (and CUDA-graph inputs) a TrtRunner keeps
 
 
@@ -177,8 +179,16 @@ class TrtRunner(Runner):
     def _upload_impl(self, feeds):
         import torch
 
+        # Tensors already on the GPU were written on the caller's stream: order the engine's stream after it.
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(self.stream):
-            return {n: torch.as_tensor(feeds[n]).to(self.device, non_blocking=True).contiguous() for n in self._inputs}
+            out = {}
+            for n in self._inputs:
+                t = torch.as_tensor(feeds[n]).to(self.device, non_blocking=True).contiguous()
+                if t.data_ptr() % _ADDRESS_ALIGNMENT:  # a view into a larger buffer: TensorRT needs aligned addresses
+                    t = t.clone()
+                out[n] = t
+            return out
 
     def _bind(self, device_feeds: dict) -> _Binding:
         """Set the input shapes, allocate the outputs, set every address (once per set of input shapes)."""
@@ -215,9 +225,9 @@ class TrtRunner(Runner):
     def _execute_impl(self, device_feeds):
         import torch
 
-        binding = self._bind(device_feeds)
         handle = self.stream.cuda_stream
         with torch.cuda.stream(self.stream):
+            binding = self._bind(device_feeds)  # buffers allocated on the stream that writes them
             if not self.cuda_graph:
                 for name, t in device_feeds.items():
                     self.session.set_address(name, t.data_ptr())
@@ -256,6 +266,9 @@ class TrtRunner(Runner):
         with torch.cuda.stream(self.stream):
             copies = {n: t.clone() for n, t in outputs.items()}
         self.stream.synchronize()
+        caller = torch.cuda.current_stream(self.device)
+        for t in copies.values():  # used (and freed) on the caller's stream: tell the caching allocator
+            t.record_stream(caller)
         return copies
 
     # -- per-layer profile -----------------------------------------------------------------------------------------
@@ -266,8 +279,9 @@ class TrtRunner(Runner):
 
         if not self.is_active:
             raise MaskrtError("TrtRunner is not active: use it as a context manager or call activate()")
-        self._bind(device_feeds)
         handle = self.stream.cuda_stream
+        with torch.cuda.stream(self.stream):
+            self._bind(device_feeds)
         graph, self.cuda_graph = self.cuda_graph, False
         try:
             self.session.start_layer_profile()
