@@ -34,6 +34,14 @@ def check_target(target: str) -> str:
     return target
 
 
+def _integral(value, name: str) -> int:
+    """``value`` as an int for an INT32 plugin field; a fractional value would be truncated silently by TensorRT."""
+    if float(value) != int(value):
+        raise MaskrtError(f"the TensorRT plugin takes an integer {name}, got {value}: use an integer (the "
+                          "portable target takes any value)")
+    return int(value)
+
+
 def plugin_node(g, maps: Sequence, rois, scales: Sequence[float], output_height: int, output_width: int,
                 sampling_ratio: int, aligned: bool, mode: str, canonical_scale: int, canonical_level: int):
     """Write the plugin node for one ``maskrt::multilevel_roi_align`` (called by the export rule)."""
@@ -50,7 +58,7 @@ def plugin_node(g, maps: Sequence, rois, scales: Sequence[float], output_height:
         sampling_ratio_i=int(sampling_ratio),
         aligned_i=int(bool(aligned)),
         mode_s=str(mode),
-        canonical_scale_i=int(canonical_scale),
+        canonical_scale_i=_integral(canonical_scale, "canonical_scale"),
         canonical_level_i=int(canonical_level),
         scales_f=[float(s) for s in scales],
     )

@@ -194,6 +194,13 @@ def test_workspace_level_cache_and_verbosity_reach_the_plan(tmp_path):
     assert plan.ok
     assert plan.workspace_bytes == 2 * 2**30 and plan.optimization_level == 5 and plan.verbose
     assert plan.timing_cache == str(tmp_path / "t.cache") and plan.profiling_verbosity == "DETAILED"
+    assert not any("timing-cache" in n for n in plan.notes)
+
+
+def test_timing_cache_at_level_0_is_noted(tmp_path):
+    # NvInfer.h (11.1): optimization level 0 does not respect a timing cache.
+    plan = plan_build(info(), BuildOptions(optimization_level=0, timing_cache=str(tmp_path / "t.cache")), V10)
+    assert plan.ok and any("--timing-cache is not used at --optimization-level 0" in n for n in plan.notes)
 
 
 @pytest.mark.parametrize("options, fragment", [

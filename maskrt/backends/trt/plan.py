@@ -251,9 +251,10 @@ def plan_build(info: OnnxInfo, options: BuildOptions, trt_version: str) -> Build
     elif precision == "fp16":
         if rules is not None and rules.fp16_builder_flag:
             route, builder_flags = "builder-flag", ("FP16",)
-            notes.append("fp16 from the builder flag: TensorRT picks fp16 kernels where they are faster, on the fp32 "
-                         "graph; an fp16 export (`maskrt export --precision fp16`) keeps box decoding and NMS scores "
-                         "in fp32 by construction")
+            notes.append("fp16 from the builder flag (deprecated since TensorRT 10.12, gone in 11): TensorRT picks "
+                         "fp16 kernels where they are faster, on the fp32 graph; an fp16 export (`maskrt export "
+                         "--precision fp16`, built strongly typed) keeps box decoding and NMS scores in fp32 by "
+                         "construction")
         elif rules is not None:
             errors.append(f"TensorRT {trt_version} builds strongly typed networks only (no fp16 builder flag): fp16 "
                           f"comes from an fp16 ONNX; {name} is fp32: export with `maskrt export --precision fp16` "
@@ -314,6 +315,8 @@ def plan_build(info: OnnxInfo, options: BuildOptions, trt_version: str) -> Build
     elif options.plugins and not info.plugin_nodes:
         notes.append(f"{name} has no maskrt plugin nodes; the plugin library is loaded anyway")
 
+    if options.timing_cache is not None and options.optimization_level == 0:
+        notes.append("--timing-cache is not used at --optimization-level 0 (TensorRT does not time tactics there)")
     workspace = None
     if options.workspace is not None:
         try:
