@@ -1,0 +1,6 @@
+import click
+
+
+@click.command("triton")
+def triton_cmd():
+    """placeholder"""
