@@ -151,8 +151,12 @@ class TritonServer:
         """Check everything that can be checked, start the server and wait until the model is ready; MaskrtError
         (one line) when it cannot start."""
         from maskrt.serving.meta import model_meta
-        from maskrt.serving.tritonserver import (check_stub_numpy, find_tritonserver, prepare_backends,
-                                                 server_environment)
+        from maskrt.serving.tritonserver import (
+            check_stub_numpy,
+            find_tritonserver,
+            prepare_backends,
+            server_environment,
+        )
 
         o = self.options
         o.check()

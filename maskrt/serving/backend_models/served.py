@@ -16,7 +16,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import maskrt_wire as wire  # noqa: E402
+import maskrt_wire as wire
 
 
 class TritonPythonModel:
