@@ -24,7 +24,7 @@ from tests.serving.helpers import SHAPES_WEIGHTS, corrupt_payloads, env_with_roo
 MISSING = triton_missing()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"no Triton server here: {MISSING}")
 
-GOOD = list(range(10))  # held-out scenes
+GOOD = list(range(6))  # held-out scenes (three image sizes)
 
 
 def _descendants(pid: int) -> set[int]:
@@ -53,33 +53,33 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def server():
-    http, grpc, metrics = free_ports(3)
-    cmd = [sys.executable, "-m", "maskrt", "serve", SHAPES_WEIGHTS, "--arch", "shapes", "--name", "shapes",
-           "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--max-batch", "4"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_with_root())
-    ready = proc.stdout.readline()  # the one line it prints when ready (or nothing when it fails)
-    if not ready.startswith("ready:"):
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"maskrt serve did not start: {ready}{out}{err}")
-    info = {"proc": proc, "http": http, "grpc": grpc, "metrics": metrics, "ready": ready,
-            "children": _descendants(proc.pid)}
-    yield info
-    if proc.poll() is None:
-        proc.kill()
-        proc.communicate()
-
-
-@pytest.fixture(scope="module")
-def local():
+def _local_detections() -> dict:
     from maskrt.backends.select import RunnerSpec
     from maskrt.data.images import decode_image
     from maskrt.inference import Predictor
 
     with Predictor(RunnerSpec(SHAPES_WEIGHTS, arch="shapes").open(None), prefetch=0) as p:
         return {i: p.predict([decode_image(scene_png(i))])[0] for i in GOOD}
+
+
+@pytest.fixture(scope="module")
+def server():
+    http, grpc, metrics = free_ports(3)
+    cmd = [sys.executable, "-m", "maskrt", "serve", SHAPES_WEIGHTS, "--arch", "shapes", "--name", "shapes",
+           "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--max-batch", "4"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_with_root())
+    local = _local_detections()  # the reference, computed while the server starts
+    ready = proc.stdout.readline()  # the one line it prints when ready (or nothing when it fails)
+    if not ready.startswith("ready:"):
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"maskrt serve did not start: {ready}{out}{err}")
+    info = {"proc": proc, "http": http, "grpc": grpc, "metrics": metrics, "ready": ready, "local": local,
+            "children": _descendants(proc.pid)}
+    yield info
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
 
 
 def _infer(url: str, payload: bytes):
@@ -97,7 +97,7 @@ def _infer(url: str, payload: bytes):
         client.close()
 
 
-def test_serves_concurrent_requests_like_the_local_predictor(server, local):
+def test_serves_concurrent_requests_like_the_local_predictor(server):
     from maskrt.serving.contract import detections_from_arrays
 
     assert "model 'shapes'" in server["ready"] and f"127.0.0.1:{server['http']}" in server["ready"]
@@ -106,7 +106,7 @@ def test_serves_concurrent_requests_like_the_local_predictor(server, local):
     jobs = [("good", i, scene_png(i)) for i in GOOD]
     bad = [("bad", name, payload) for name, payload in corrupt.items()]
     for k, job in enumerate(bad):  # interleaved among the good requests
-        jobs.insert(2 + 3 * k, job)
+        jobs.insert(1 + 2 * k, job)
     url = f"127.0.0.1:{server['http']}"
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda job: _infer(url, job[2]), jobs))
@@ -118,7 +118,7 @@ def test_serves_concurrent_requests_like_the_local_predictor(server, local):
             assert "cannot read image" in str(answer), (key, str(answer))
             continue
         assert isinstance(answer, dict), (key, answer)
-        det = local[key]
+        det = server["local"][key]
         n = int(answer["num_detections"][0, 0])
         assert n == len(det) > 0
         assert not answer["boxes"][0, n:].any() and not answer["scores"][0, n:].any()
