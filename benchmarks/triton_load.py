@@ -17,7 +17,8 @@ request is a corrupt payload. For each concurrency:
 Then the same images through the in-process :class:`~maskrt.inference.Predictor` (decoding included, batch 1
 and batch 8) for the throughput ratio, and the server's resident memory (tritonserver + python stub + maskrt
 worker, from /proc) after start-up and warm-up and again once ``--total`` requests (1000 by default, the load
-levels included) have been served; the stated bound is growth of at most 20 % or 150 MiB, whichever is larger.
+levels included) have been served, with readings after each level and every 100 requests between; the
+stated bound is growth of at most 20 % or 150 MiB, whichever is larger.
 Figures are this machine's: its CPU, its core count and the load average at the start are recorded beside them.
 """
 
@@ -123,6 +124,7 @@ class Load:
                 index = n % len(self.images)
                 jobs.append((f"r{n}", index, self.images[index]))
         clients = threading.local()
+        opened: list = []
         answers: dict = {}
         duplicated = 0
 
@@ -131,6 +133,8 @@ class Load:
             rid, index, payload = job
             if not hasattr(clients, "c"):
                 clients.c = httpclient.InferenceServerClient(self.url, network_timeout=600)
+                with self._lock:
+                    opened.append(clients.c)
             item = httpclient.InferInput("image", [1, 1], "BYTES")
             item.set_data_from_numpy(np.array([[payload]], dtype=object))
             start = time.perf_counter()
@@ -153,6 +157,8 @@ class Load:
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(one, jobs))
         wall = time.perf_counter() - start
+        for client in opened:
+            client.close()
         lost = mismatched = 0
         latencies = []
         for rid, index, _ in jobs:
@@ -177,6 +183,18 @@ class Load:
                 "latency_ms": {q: round(1000 * _percentile(latencies, v), 1) if latencies else None
                                for q, v in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))},
                 "lost": lost, "duplicated": duplicated, "mismatched": mismatched}
+
+
+def _merge(rows: list) -> dict:
+    """One row for several runs at the same concurrency (latency percentiles are not merged: the worst is kept)."""
+    seconds = sum(r["seconds"] for r in rows)
+    good = sum(r["good_images"] for r in rows)
+    return {"concurrency": rows[0]["concurrency"], "requests": sum(r["requests"] for r in rows), "good_images": good,
+            "corrupt": sum(r["corrupt"] for r in rows), "seconds": round(seconds, 3),
+            "throughput_img_s": round(good / seconds, 3),
+            "latency_ms_worst_chunk": {q: max(r["latency_ms"][q] or 0 for r in rows) for q in ("p50", "p90", "p99")},
+            "lost": sum(r["lost"] for r in rows), "duplicated": sum(r["duplicated"] for r in rows),
+            "mismatched": sum(r["mismatched"] for r in rows), "chunks": len(rows)}
 
 
 def predictor_throughput(model_path: str, images: list, batch: int, count: int) -> dict:
@@ -235,15 +253,22 @@ def main(argv=None) -> int:
     try:
         pids = _descendants(server.pid) + [server.pid]
         load = Load(server.http_url, "shapes", images, reference)
-        load.run(4, 16)  # warm-up
+        load.run(16, 48)  # warm-up, full batches included (the runtime's memory grows to the largest batch first)
+        warm = load.sent
         rss_before = _rss_mib(pids)
+        trajectory = [{"requests": load.sent, "total_mib": round(sum(rss_before.values()), 1)}]
         levels = []
         for c in CONCURRENCY:
             row = load.run(c, args.requests or max(24, 8 * c))
             levels.append(row)
+            trajectory.append({"requests": load.sent, "total_mib": round(sum(_rss_mib(pids).values()), 1)})
             print(json.dumps(row), flush=True)
-        rest = args.total - load.sent
-        soak = load.run(8, rest) if rest > 0 else None
+        soak_rows = []
+        while load.sent < args.total:  # the rest at concurrency 8, in chunks, memory read after each
+            soak_rows.append(load.run(8, min(100, args.total - load.sent)))
+            trajectory.append({"requests": load.sent, "total_mib": round(sum(_rss_mib(pids).values()), 1)})
+            print(json.dumps(trajectory[-1]), flush=True)
+        soak = _merge(soak_rows) if soak_rows else None
         rss_after = _rss_mib(pids)
         total_sent = load.sent
     finally:
@@ -273,7 +298,8 @@ def main(argv=None) -> int:
         "throughput_ratio_best_served_vs_predictor": {
             f"batch_{r['batch']}": round(best["throughput_img_s"] / r["throughput_img_s"], 3) for r in local},
         "rss_mib": {"before": rss_before, "after": rss_after, "total_before": round(before, 1),
-                    "total_after": round(after, 1), "requests_between": total_sent - 16,
+                    "total_after": round(after, 1), "requests_between": total_sent - warm, "warm_up_requests": warm,
+                    "trajectory": trajectory,
                     "growth": round(after - before, 1), "bound": round(bound, 1),
                     "within_bound": after - before <= bound},
         "all_answers_accounted": all(r["lost"] == 0 and r["duplicated"] == 0 and r["mismatched"] == 0

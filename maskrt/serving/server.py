@@ -173,7 +173,7 @@ class TritonServer:
                f"--http-address={o.address}", f"--http-port={o.http_port}",
                f"--grpc-address={o.address}", f"--grpc-port={o.grpc_port}",
                f"--metrics-address={o.address}", f"--metrics-port={o.metrics_port}",
-               "--allow-metrics=true", "--allow-gpu-metrics=false", "--exit-timeout-secs=10",
+               "--allow-metrics=true", "--allow-gpu-metrics=false", "--exit-timeout-secs=30",
                "--backend-config=python,stub-timeout-seconds=300", "--log-verbose=0"]
         with open(self.log_path, "ab") as log:
             # cwd: the stub's interpreter imports numpy from its working directory first (see tritonserver.py);
@@ -248,7 +248,7 @@ class TritonServer:
         return self.process.pid if self.process is not None else None
 
     # -- stop ----------------------------------------------------------------------------------------------------------
-    def stop(self, keep_log: bool = False, grace: float = 30.0) -> Optional[int]:
+    def stop(self, keep_log: bool = False, grace: float = 45.0) -> Optional[int]:
         """Stop the server (SIGTERM: Triton unloads the model, which stops the worker; SIGKILL to its process
         group after ``grace`` seconds) and remove the run's folder (its log kept when ``keep_log``). Returns the
         server's exit status."""

@@ -7,6 +7,7 @@ Skipped (with the reason) where the tritonserver of nvidia-pytriton or the stub'
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -147,6 +148,36 @@ def test_metrics_count_the_requests(server):
     assert counts["nv_inference_request_success"] >= len(GOOD) + len(corrupt_payloads())
     assert counts["nv_inference_count"] >= counts["nv_inference_request_success"]
     assert 1 <= counts["nv_inference_exec_count"] <= counts["nv_inference_count"]
+
+
+def test_predict_url_writes_what_a_local_predict_writes(server, tmp_path):
+    from pycocotools import mask as mask_utils
+
+    from maskrt.data.coco import coco_results
+
+    paths = []
+    for i in (0, 2):
+        paths.append(tmp_path / f"scene{i}.png")
+        paths[-1].write_bytes(scene_png(i))
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "maskrt", "predict", "--url", f"127.0.0.1:{server['http']}", "--model-name", "shapes",
+           *map(str, paths), str(bad), "--out", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env_with_root(), timeout=300)
+    assert r.returncode == 2 and "1 of 3 image(s) could not be read" in r.stderr and "Traceback" not in r.stderr
+    got = json.loads((out / "predictions.json").read_text())
+    expected = []
+    for image_id, (i, path) in enumerate(zip((0, 2), paths)):
+        det = server["local"][i]
+        expected += coco_results(det.select(det.scores >= 0.5), image_id, file_name=str(path))  # --score-threshold
+    assert len(got) == len(expected) > 0
+    for a, b in zip(got, expected):
+        assert (a["image_id"], a["category_id"], a["file_name"]) == (b["image_id"], b["category_id"], b["file_name"])
+        assert a["bbox"] == pytest.approx(b["bbox"], abs=1e-2) and a["score"] == pytest.approx(b["score"], abs=1e-5)
+        rle = [dict(x["segmentation"], counts=x["segmentation"]["counts"].encode()) for x in (a, b)]
+        assert mask_utils.iou([rle[0]], [rle[1]], [False])[0][0] >= 0.99
+    assert os.path.isfile(out / "scene0.png") and os.path.isfile(out / "summary.json")
 
 
 def test_a_port_in_use_is_one_line_before_anything_starts(server):
