@@ -296,7 +296,8 @@ Dynamic batching up to {options.max_batch} images per call, {options.instances} 
 
 ## Run it
 
-The python steps need maskrt in the server's Python (with numpy<2, which Triton's python backend requires):
+The python steps import maskrt (and so torch) in the server's Python, with numpy<2, which Triton's python
+backend requires; install maskrt from its package or from a wheel of its source (`pip wheel --no-deps .`):
 
     docker run --rm {gpus}--shm-size=1g -p 8000:8000 -p 8001:8001 -p 8002:8002{preload} \\
       -v "$PWD/models":/models {TRITON_IMAGE} \\
