@@ -182,8 +182,8 @@ class TritonServer:
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             self._wait_ready()
-        except BaseException:
-            self.stop(keep_log=True)
+        except BaseException as e:  # the log explains a failed start; an interrupted one needs no keeping
+            self.stop(keep_log=not isinstance(e, KeyboardInterrupt))
             raise
 
     def _get(self, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
