@@ -51,6 +51,18 @@ def crop_rle(binary_crop: np.ndarray, top: int, left: int, height: int, width: i
     return rle
 
 
+def decode_rles(counts, height: int, width: int) -> np.ndarray:
+    """COCO compressed RLE ``counts`` strings (str or bytes) of (height, width) masks -> (N, height, width) uint8."""
+    if not counts:
+        return np.zeros((0, height, width), dtype=np.uint8)
+    rles = [{"size": [height, width], "counts": c if isinstance(c, bytes) else c.encode("ascii")} for c in counts]
+    try:
+        decoded = _mask_utils().decode(rles)  # (H, W, N), Fortran order
+    except Exception as e:
+        raise MaskrtError(f"cannot decode an RLE mask of size {height}x{width}: {e}") from None
+    return np.ascontiguousarray(np.transpose(decoded, (2, 0, 1)))
+
+
 def coco_results(detections, image_id, mapping: Optional[Mapping[int, int]] = None, file_name: str = "") -> list[dict]:
     """COCO results entries for one image's :class:`~maskrt.inference.Detections`.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from typing import Optional
@@ -28,25 +29,40 @@ def read_image(path: str | os.PathLike, max_pixels: Optional[int] = DEFAULT_MAX_
     LA (alpha dropped), palette, CMYK, 16-bit and float images are converted to 8-bit RGB; of a multi-frame file
     the first frame is read. Images with more than ``max_pixels`` pixels are refused (None: no limit).
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     path = os.fspath(path)
     if os.path.isdir(path):
         raise MaskrtError(f"{path} is a folder, not an image")
     if not os.path.isfile(path):
         raise MaskrtError(f"image not found: {path}")
+    return _decode(path, path, max_pixels)
+
+
+def decode_image(data: bytes, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS, source: str = "") -> Tensor:
+    """An encoded image file held in memory (PNG, JPEG, ... bytes) as a (3, H, W) uint8 RGB tensor, read exactly
+    as :func:`read_image` reads the same file; ``source`` names it in errors."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise MaskrtError(f"an encoded image must be bytes, got {type(data).__name__}")
+    name = source or f"of {len(data)} bytes"
+    if len(data) == 0:
+        raise MaskrtError(f"cannot read image {name}: it is empty (0 bytes)")
+    return _decode(io.BytesIO(bytes(data)), name, max_pixels)
+
+
+def _decode(file, name: str, max_pixels: Optional[int]) -> Tensor:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     try:
         with _PIL_LOCK:  # Pillow's own bomb limit is global state: lift it only while opening, under a lock
             saved = Image.MAX_IMAGE_PIXELS
             Image.MAX_IMAGE_PIXELS = None
             try:
-                im = Image.open(path)
+                im = Image.open(file)
             finally:
                 Image.MAX_IMAGE_PIXELS = saved
         with im:
             w, h = im.size
             if max_pixels is not None and w * h > max_pixels:
-                raise MaskrtError(f"image {path} is {w}x{h} ({w * h / 1e6:.0f} M pixels), more than the "
+                raise MaskrtError(f"image {name} is {w}x{h} ({w * h / 1e6:.0f} M pixels), more than the "
                                   f"{max_pixels / 1e6:.0f} M pixels maskrt reads by default (a decompression bomb?); "
                                   f"if it is a real image, pass --max-pixels {w * h}")
             im.load()
@@ -59,10 +75,13 @@ def read_image(path: str | os.PathLike, max_pixels: Optional[int] = DEFAULT_MAX_
             data = np.array(im.convert("RGB"), dtype=np.uint8)
     except MaskrtError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
-        raise MaskrtError(f"cannot read image {path}: {one_line(e)}") from None
+    except UnidentifiedImageError:
+        raise MaskrtError(f"cannot read image {name}: not an image format Pillow knows (PNG, JPEG, BMP, TIFF, WebP, "
+                          "GIF, PPM)") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise MaskrtError(f"cannot read image {name}: {one_line(e)}") from None
     if data.shape[0] < 1 or data.shape[1] < 1:
-        raise MaskrtError(f"image {path} is empty ({data.shape[1]}x{data.shape[0]})")
+        raise MaskrtError(f"image {name} is empty ({data.shape[1]}x{data.shape[0]})")
     return torch.from_numpy(data).permute(2, 0, 1).contiguous()
 
 
