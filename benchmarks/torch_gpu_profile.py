@@ -4,7 +4,8 @@ Needs a CUDA GPU (the goal: the fastest variant under 5 ms of model latency on a
 (alternating order, CUDA-event timing, every raw time kept), on the preset with seeded random weights whose
 classifier is scaled so that NMS and the mask head see realistic numbers of boxes. Also checks, before
 timing, that fp16 and the CUDA-graph path give the fp32 detections within the fp16 tolerance of
-maskrt.export.verify.
+maskrt.evaluation.verify, and stops (exit 1) when they do not; records how the box head's RoIs spread over
+P2..P5 (the RPN's box deltas are scaled down so that proposals stay near their anchors and reach every level).
 
     python benchmarks/torch_gpu_profile.py [--arch maskrcnn_resnet50_fpn] [--duration 10] [--json OUT]
 
@@ -34,7 +35,34 @@ def confident_checkpoint(arch: str, path: str) -> None:
     with torch.no_grad():
         model.roi_heads.box_predictor.cls_score.weight.mul_(40.0)
         model.roi_heads.box_predictor.cls_score.bias.uniform_(-2.0, 2.0)
+        # A random RPN head decodes deltas of arbitrary size, so every proposal collapses or saturates and lands on
+        # one level (P2). Small deltas keep proposals near their anchors (32..512 px): all four pooling levels get
+        # RoIs, as with a trained RPN; small objectness weights still rank them by the features.
+        model.rpn.head.bbox_pred.weight.mul_(0.1)
+        model.rpn.head.cls_logits.weight.mul_(0.1)
     save_file(model.state_dict(), path)
+
+
+def level_spread(arch: str, path: str) -> dict:
+    """How the box head's RoIs spread over P2..P5 for one image (CPU, fp32): the counts per level."""
+    from maskrt.model import DeployMaskRCNN
+    from maskrt.model.presets import load_model
+    from maskrt.ops.poolers import level_of_box
+
+    model = load_model(arch, weights=path)
+    deploy = DeployMaskRCNN(model).eval()
+    seen = {}
+
+    def hook(module, args, output):
+        seen["proposals"] = output[0][output[1]]
+
+    handle = model.rpn.register_forward_hook(hook)
+    g = torch.Generator().manual_seed(7)
+    with torch.inference_mode():
+        deploy(torch.randint(0, 256, (1, 3, 800, 1344), dtype=torch.uint8, generator=g))
+    handle.remove()
+    levels = level_of_box(seen["proposals"], 2, 5)
+    return {f"P{i + 2}": int((levels == i).sum()) for i in range(4)}
 
 
 def agreement(spec_args: dict, path: str) -> dict:
@@ -80,7 +108,14 @@ def main() -> int:
     ckpt = os.path.join(os.path.dirname(os.path.abspath(args.json)), f"{args.arch}_random.safetensors")
     confident_checkpoint(args.arch, ckpt)
     common = {"arch": args.arch, "device": "cuda", "input_size": (800, 1344)}
+    spread = level_spread(args.arch, ckpt)
+    print(f"box-head RoIs per level: {spread}")
     check = agreement(common, ckpt)
+    failed = {name: c["problems"] for name, c in check.items() if c["problems"]}
+    if failed:  # an fp16 path that disagrees with fp32 is not worth timing
+        print(f"fp16 agreement with fp32 failed: {json.dumps(failed)}", file=sys.stderr)
+        os.unlink(ckpt)
+        return 1
     specs = [RunnerSpec(ckpt, precision="fp32", label="torch fp32", **common),
              RunnerSpec(ckpt, precision="fp16", label="torch fp16", **common),
              RunnerSpec(ckpt, precision="fp16", cuda_graph=True, label="torch fp16 + CUDA graph", **common)]
@@ -89,6 +124,7 @@ def main() -> int:
     reports.print_report(report)
     data = report.to_dict()
     data["agreement_with_fp32"] = check
+    data["box_head_rois_per_level"] = spread
     tmp = args.json + ".tmp"
     with open(tmp, "w") as f:
         json.dump(data, f, indent=1)

@@ -265,7 +265,8 @@ def roi_align(
         if gh == 0 or gw == 0:
             continue  # no samples: the bin is 0 in both modes
         per_roi = ph * pw * channels
-        step = max(1, _BLOCK_ELEMENTS // per_roi)
+        # Blocks bound memory on the CPU; a GPU takes each group at once (one launch per tap, not per block).
+        step = max(1, _BLOCK_ELEMENTS // per_roi) if flat.device.type == "cpu" else max(1, members.shape[0])
         for start in range(0, members.shape[0], step):
             idx = members[start : start + step]
             pooled = _pool_group(
