@@ -109,6 +109,23 @@ def torch_cuda_version() -> Optional[str]:
     return torch.version.cuda
 
 
+def torch_settings() -> Optional[dict]:
+    """The PyTorch settings that change CUDA results or speed: TF32 for matmuls and convolutions (on by default for
+    cuDNN convolutions: fp32 convs then round their inputs to 10 mantissa bits), cudnn.benchmark (autotuned
+    algorithms), deterministic algorithms. None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return {
+        "matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+        "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+    }
+
+
 def environment() -> dict:
     """The environment block of a report (and the base of ``maskrt env``)."""
     cuda = torch_cuda_version()
@@ -122,6 +139,7 @@ def environment() -> dict:
         "nvidia_driver": nvidia_driver() if gpus else None,
         "torch": package_version("torch"),
         "torch_cuda": cuda,
+        "torch_settings": torch_settings(),
         "onnxruntime": package_version("onnxruntime") or package_version("onnxruntime-gpu"),
         "onnxruntime_providers": onnxruntime_providers(),
         "tensorrt": tensorrt_package(),

@@ -32,7 +32,25 @@ class AnchorGenerator(nn.Module):
         super().__init__()
         self.sizes = tuple(tuple(s) for s in sizes)
         self.aspect_ratios = tuple(tuple(a) for a in aspect_ratios)
-        self.cell_anchors = [cell_anchors(s, a) for s, a in zip(self.sizes, self.aspect_ratios)]
+        # Buffers (not saved in checkpoints), so that ``module.to(device)`` moves them with the model and the
+        # forward never copies them from the host.
+        for i, (s, a) in enumerate(zip(self.sizes, self.aspect_ratios)):
+            self.register_buffer(f"cell_anchors_{i}", cell_anchors(s, a), persistent=False)
+
+    @property
+    def cell_anchors(self) -> list[Tensor]:
+        """Per level, the (A, 4) zero-centred anchors of :func:`cell_anchors` (float32 buffers)."""
+        return [getattr(self, f"cell_anchors_{i}") for i in range(len(self.sizes))]
+
+    def _apply(self, fn, recurse=True):
+        # Anchors stay float32 under ``.half()``: their coordinates need float32 at image scale.
+        super()._apply(fn, recurse)
+        for i in range(len(self.sizes)):
+            name = f"cell_anchors_{i}"
+            buf = self._buffers[name]
+            if buf is not None and buf.dtype != torch.float32:
+                self._buffers[name] = buf.float()
+        return self
 
     def num_anchors_per_location(self) -> list[int]:
         return [len(s) * len(a) for s, a in zip(self.sizes, self.aspect_ratios)]

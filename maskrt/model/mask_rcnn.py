@@ -137,7 +137,8 @@ class DeployMaskRCNN(nn.Module):
     pixels, ``scores`` (B, K), ``labels`` (B, K) int32, ``masks`` (B, K, 28, 28) float32 probabilities; entries
     past ``num_detections`` are zeros.
 
-    ``precision="fp16"`` runs a half-precision copy of the network; normalisation, RoI Align, box decoding,
+    ``fold_batchnorm=True`` runs a copy with every BatchNorm folded into its convolution (equal up to float rounding;
+    what the torch backend runs on CUDA). ``precision="fp16"`` runs a half-precision copy of the network; normalisation, RoI Align, box decoding,
     level assignment, NMS scores and the sigmoid/softmax outputs stay in fp32 (the model inserts the casts),
     which is also the layout strongly typed TensorRT networks need. ``dynamic_size=True``: H and W may change
     from call to call (multiples of ``size_divisible``, as the Predictor pads them); every shape in the forward is
@@ -147,12 +148,18 @@ class DeployMaskRCNN(nn.Module):
     input_names = ("images", "image_sizes")
     output_names = ("num_detections", "boxes", "scores", "labels", "masks")
 
-    def __init__(self, model: MaskRCNN, precision: str = "fp32", dynamic_size: bool = False):
+    def __init__(self, model: MaskRCNN, precision: str = "fp32", dynamic_size: bool = False,
+                 fold_batchnorm: bool = False):
         super().__init__()
         if precision not in ("fp32", "fp16"):
             raise MaskrtError(f"precision must be fp32 or fp16, got {precision!r}")
         self.precision = precision
         self.dynamic_size = dynamic_size
+        self.folded_batchnorms = 0
+        if fold_batchnorm:  # fewer operators per forward; equal up to float rounding (maskrt.model.fold)
+            from maskrt.model.fold import fold_batchnorm as _fold
+
+            model, self.folded_batchnorms = _fold(model)
         self.model = half_copy(model) if precision == "fp16" else model
         self.register_buffer("mean", torch.tensor(model.image_mean, dtype=torch.float32).reshape(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(model.image_std, dtype=torch.float32).reshape(1, 3, 1, 1), persistent=False)

@@ -42,13 +42,19 @@ class ValidRegion:
 
     def feature_extents(self, stride: int) -> Tensor:
         """(B, 2) int64: each image's extent on a map of ``stride`` (ceil, as the convolutions compute it)."""
-        return torch.div(self.extents + (stride - 1), stride, rounding_mode="floor")
+        key = ("extents", stride)
+        if key not in self._masks:  # computed once per forward and stride: fewer launches
+            self._masks[key] = torch.div(self.extents + (stride - 1), stride, rounding_mode="floor")
+        return self._masks[key]
 
     def _valid(self, height, width, stride: int) -> tuple[Tensor, Tensor]:
-        ext = self.feature_extents(stride)
-        rows = torch.arange(height, device=ext.device)
-        cols = torch.arange(width, device=ext.device)
-        return rows[None, :] < ext[:, :1], cols[None, :] < ext[:, 1:]  # (B, h), (B, w)
+        key = ("valid", stride, height, width)
+        if key not in self._masks:
+            ext = self.feature_extents(stride)
+            rows = torch.arange(height, device=ext.device)
+            cols = torch.arange(width, device=ext.device)
+            self._masks[key] = (rows[None, :] < ext[:, :1], cols[None, :] < ext[:, 1:])  # (B, h), (B, w)
+        return self._masks[key]
 
     def mask(self, t: Tensor) -> Tensor:
         """``t`` (B, C, h, w) with everything outside each image's extent set to zero."""

@@ -57,9 +57,12 @@ class RoIHeads(nn.Module):
         Pooling itself runs in fp32: box coordinates need more precision than fp16 has at image scale. The
         features come with each image's edge replicated once when a valid region is known (see :meth:`forward`).
         """
+        maps = list(features)
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            maps = [f.float() for f in maps]  # the exported RoiAlign runs in fp32 (strongly typed engines)
+        # Otherwise the op reads fp16 maps itself and samples in fp32 (no fp32 copy of the pyramid per call).
         pooled = torch.ops.maskrt.multilevel_roi_align(
-            [f.float() for f in features], _rois(boxes.float()), list(scales), size, size, self.sampling_ratio,
-            False, "avg", 224, 4,
+            maps, _rois(boxes.float()), list(scales), size, size, self.sampling_ratio, False, "avg", 224, 4,
         )
         return pooled.to(features[0].dtype)
 

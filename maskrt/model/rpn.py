@@ -130,13 +130,16 @@ class RegionProposalNetwork(nn.Module):
             top, idx = topk_stable(obj, k, dim=1)
             sel = torch.gather(dl, 1, idx[..., None].expand(-1, -1, 4))
             ref = torch.gather(anc, 1, idx[..., None].expand(-1, -1, 4))
-            boxes.append(self.box_coder.decode(sel, ref)[..., 0, :])
+            boxes.append((sel, ref))
             scores.append(top)
             levels.append(torch.full_like(idx, level))
             if ok is not None:
                 usable.append(torch.gather(ok, 1, idx))
         scores = torch.sigmoid(torch.cat(scores, dim=1))
-        boxes = clip_to_sizes(torch.cat(boxes, dim=1), image_sizes)
+        # Decoded once for all levels (elementwise, so the same values as level by level, in fewer launches).
+        sel = torch.cat([d for d, _ in boxes], dim=1)
+        ref = torch.cat([a for _, a in boxes], dim=1)
+        boxes = clip_to_sizes(self.box_coder.decode(sel, ref)[..., 0, :], image_sizes)
         levels = torch.cat(levels, dim=1)
         valid = side_at_least(boxes, self.min_size) & (scores >= self.score_thresh)
         if usable:

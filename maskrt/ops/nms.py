@@ -88,7 +88,7 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     if boxes.numel() > limit or bool(boxes.min() < 0):
         return _batched_nms_per_category(boxes, scores, idxs, iou_threshold)
     max_coordinate = boxes.max()
-    offsets = idxs.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))
+    offsets = idxs.to(boxes) * (max_coordinate + 1)
     return nms(boxes + offsets[:, None], scores, iou_threshold)
 
 

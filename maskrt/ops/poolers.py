@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -15,8 +16,10 @@ from maskrt.ops.roi_align import BoxesLike, convert_boxes_to_rois, output_pair, 
 
 def infer_scale(feature_size: Sequence[int], image_size: Sequence[int]) -> float:
     """The power of two nearest to ``feature_height / image_height`` (torchvision's rule)."""
-    approx = float(feature_size[0]) / float(image_size[0])
-    return 2.0 ** float(torch.tensor(approx).log2().round())
+    # Host arithmetic on shapes (no tensor, so nothing to read back from a device): log2 of the ratio rounded
+    # half to even in float32, as torchvision computes it on a 0-d tensor.
+    approx = float(np.float32(float(feature_size[0]) / float(image_size[0])))
+    return 2.0 ** float(np.round(np.log2(np.float32(approx))))
 
 
 def level_of_box(
@@ -95,6 +98,8 @@ def multilevel_roi_align(
         return roi_align(features[0], rois, (ph, pw), scales[0], sampling_ratio, aligned, mode)
     k_min, k_max = level_range(scales)
     levels = level_of_box(rois[:, 1:], k_min, k_max, canonical_scale, canonical_level)
+    if sampling_ratio > 0 and rois.shape[0] and all(f.shape[0] == features[0].shape[0] for f in features):
+        return _fused(features, rois, levels, (ph, pw), sampling_ratio, scales, aligned, mode)
     first = features[0]
     result = first.new_zeros((rois.shape[0], first.shape[1], ph, pw))
     for level, (feature, scale) in enumerate(zip(features, scales)):
@@ -102,6 +107,76 @@ def multilevel_roi_align(
         if idx.numel():
             result[idx] = roi_align(feature, rois[idx], (ph, pw), scale, sampling_ratio, aligned, mode).to(result.dtype)
     return result
+
+
+def _per_level(levels: Tensor, values: Sequence, dtype) -> Tensor:
+    """``values[levels]`` as a tensor on ``levels``' device, made from Python numbers without a host copy."""
+    out = torch.full(levels.shape, values[-1], dtype=dtype, device=levels.device)
+    for level, value in enumerate(values[:-1]):
+        out = torch.where(levels == level, torch.full((), value, dtype=dtype, device=levels.device), out)
+    return out
+
+
+def _fused(features: Sequence[Tensor], rois: Tensor, levels: Tensor, output: tuple[int, int], sampling_ratio: int,
+           scales: Sequence[float], aligned: bool, mode: str) -> Tensor:
+    """Multi-level RoI Align in one pass, with fixed shapes: the maps are stacked channels-last in one (rows, C)
+    table and each RoI samples its own level's rows. Nothing depends on the data's values (no grouping by level,
+    no host read), so it runs on a device without synchronising and inside a CUDA graph. Per RoI the arithmetic is
+    :func:`maskrt.ops.roi_align.roi_align`'s with its level's scale, so the results are the same to the bit.
+
+    On the CPU the RoIs are pooled in blocks (``roi_align``'s memory bound); on other devices in one block.
+    """
+    import sys
+
+    _ra = sys.modules["maskrt.ops.roi_align"]  # the module (the package exports a function of that name)
+
+    ph, pw = output
+    for f in features:
+        _ra._check_input(f, rois, mode)
+    n, channels = features[0].shape[0], features[0].shape[1]
+    k = rois.shape[0]
+    compute = torch.float64 if features[0].dtype == torch.float64 else torch.float32
+    heights = [int(f.shape[-2]) for f in features]
+    widths = [int(f.shape[-1]) for f in features]
+    starts, total = [], 0
+    for h, w in zip(heights, widths):
+        starts.append(total)
+        total += n * h * w
+    flat = torch.cat([f.permute(0, 2, 3, 1).reshape(-1, channels) for f in features], dim=0)
+    if flat.dtype in (torch.float16, torch.bfloat16):
+        flat = flat.float()
+    rois_c = rois.to(compute)
+    batch = rois[:, 0].to(torch.int64)
+    valid = (batch >= 0) & (batch < n) & torch.isfinite(rois_c[:, 1:]).all(dim=1)
+    # Invalid RoIs are pooled at a harmless place and zeroed at the end.
+    rois_c = torch.where(valid[:, None], rois_c, torch.zeros_like(rois_c))
+    batch = torch.where(valid, batch, torch.zeros_like(batch))
+    scale = _per_level(levels, [float(v) for v in scales], compute)
+    height = _per_level(levels, heights, torch.int64)
+    width = _per_level(levels, widths, torch.int64)
+    offset = _per_level(levels, starts, torch.int64)
+    shift = 0.5 if aligned else 0.0
+    x0 = rois_c[:, 1] * scale - shift
+    y0 = rois_c[:, 2] * scale - shift
+    roi_w = rois_c[:, 3] * scale - shift - x0
+    roi_h = rois_c[:, 4] * scale - shift - y0
+    if not aligned:
+        roi_w = roi_w.clamp(min=1.0)
+        roi_h = roi_h.clamp(min=1.0)
+    bin_h = roi_h / ph
+    bin_w = roi_w / pw
+    out_dtype = features[0].dtype
+    if flat.device.type == "cpu":
+        step = max(1, _ra._BLOCK_ELEMENTS // (ph * pw * channels))
+    else:
+        step = k
+    blocks = []
+    for start in range(0, k, step):
+        sl = slice(start, min(start + step, k))
+        blocks.append(_ra._pool_group(flat, height[sl], width[sl], batch[sl], y0[sl], x0[sl], bin_h[sl], bin_w[sl],
+                                      ph, pw, sampling_ratio, sampling_ratio, mode, offset=offset[sl]).to(out_dtype))
+    out = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=0)
+    return torch.where(valid[:, None, None, None], out, torch.zeros((), dtype=out.dtype, device=out.device))
 
 
 class MultiLevelRoIAlign(torch.nn.Module):

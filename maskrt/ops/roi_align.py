@@ -76,9 +76,10 @@ def _start(input: Tensor, boxes: BoxesLike, output_size, mode: str) -> tuple[Ten
     return rois, (ph, pw), input.new_zeros((rois.shape[0], input.shape[1], ph, pw))
 
 
-def _axis_samples(start: Tensor, bin_size: Tensor, pooled: int, grid: int, size: int):
+def _axis_samples(start: Tensor, bin_size: Tensor, pooled: int, grid: int, size):
     """Sample positions and bilinear taps along one axis.
 
+    ``size``: the map's extent along the axis, an int or a (K,) int64 tensor (one per RoI).
     Returns (low, high, w_low, w_high), each (K, pooled * grid): the two neighbouring indices and their
     weights; weights are 0 for samples outside [-1, size].
     """
@@ -90,12 +91,21 @@ def _axis_samples(start: Tensor, bin_size: Tensor, pooled: int, grid: int, size:
         i[None, None, :] * bin_size[:, None, None]
     ) / grid
     pos = pos.reshape(start.shape[0], pooled * grid)
-    inside = (pos >= -1.0) & (pos <= size)
-    # Samples beyond the map have weight 0; clamping them to it keeps the int64 cast below from overflowing.
-    pos = pos.clamp(min=0, max=size)
-    low = pos.floor().to(torch.int64)
-    at_edge = low >= size - 1
-    low = torch.where(at_edge, torch.full_like(low, size - 1), low)
+    if isinstance(size, Tensor):  # one size per RoI (RoIs on different maps), (K,) int64
+        limit = size[:, None]
+        inside = (pos >= -1.0) & (pos <= limit)
+        pos = torch.minimum(pos.clamp(min=0), limit.to(dtype))
+        low = pos.floor().to(torch.int64)
+        last = limit - 1
+        at_edge = low >= last
+        low = torch.where(at_edge, last.expand_as(low), low)
+    else:
+        inside = (pos >= -1.0) & (pos <= size)
+        # Samples beyond the map have weight 0; clamping them to it keeps the int64 cast below from overflowing.
+        pos = pos.clamp(min=0, max=size)
+        low = pos.floor().to(torch.int64)
+        at_edge = low >= size - 1
+        low = torch.where(at_edge, torch.full_like(low, size - 1), low)
     high = torch.where(at_edge, low, low + 1)
     pos = torch.where(at_edge, low.to(dtype), pos)
     frac = pos - low.to(dtype)
@@ -117,15 +127,22 @@ def _corners(ylo, yhi, wylo, wyhi, xlo, xhi, wxlo, wxhi, iy: int, ix: int):
 
 
 def _pool_group(
-    flat: Tensor, height: int, width: int, batch: Tensor, y0: Tensor, x0: Tensor, bin_h: Tensor, bin_w: Tensor,
-    ph: int, pw: int, gh: int, gw: int, mode: str,
+    flat: Tensor, height, width, batch: Tensor, y0: Tensor, x0: Tensor, bin_h: Tensor, bin_w: Tensor,
+    ph: int, pw: int, gh: int, gw: int, mode: str, offset: Tensor | None = None,
 ) -> Tensor:
-    """Pool RoIs that share one sampling grid. ``flat`` is the (N*H*W, C) channels-last feature map."""
+    """Pool RoIs that share one sampling grid. ``flat`` is the (N*H*W, C) channels-last feature map.
+
+    For RoIs on different maps stacked in one ``flat`` (multi-level pooling), ``height`` and ``width`` are (K,)
+    int64 tensors and ``offset`` (K,) the row of ``flat`` where each RoI's map starts."""
     k = batch.shape[0]
     channels = flat.shape[1]
     ylo, yhi, wylo, wyhi = (t.reshape(k, ph, gh) for t in _axis_samples(y0, bin_h, ph, gh, height))
     xlo, xhi, wxlo, wxhi = (t.reshape(k, pw, gw) for t in _axis_samples(x0, bin_w, pw, gw, width))
-    base = batch[:, None, None] * (height * width)
+    if isinstance(width, Tensor):
+        base = (batch * (height * width) + (offset if offset is not None else 0))[:, None, None]
+        width = width[:, None, None]
+    else:
+        base = batch[:, None, None] * (height * width)
 
     if flat.requires_grad and torch.is_grad_enabled():
         return _pool_group_differentiable(flat, width, base, ylo, yhi, wylo, wyhi, xlo, xhi, wxlo, wxhi,
@@ -248,7 +265,8 @@ def roi_align(
         if gh == 0 or gw == 0:
             continue  # no samples: the bin is 0 in both modes
         per_roi = ph * pw * channels
-        step = max(1, _BLOCK_ELEMENTS // per_roi)
+        # Blocks bound memory on the CPU; a GPU takes each group at once (one launch per tap, not per block).
+        step = max(1, _BLOCK_ELEMENTS // per_roi) if flat.device.type == "cpu" else max(1, members.shape[0])
         for start in range(0, members.shape[0], step):
             idx = members[start : start + step]
             pooled = _pool_group(

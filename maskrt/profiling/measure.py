@@ -134,12 +134,16 @@ class _Timer:
             import torch
 
             self.torch = torch
-            self.start = torch.cuda.Event(enable_timing=True)
-            self.stop = torch.cuda.Event(enable_timing=True)
+            with torch.cuda.device(runner.device):  # events belong to the runner's device, not the current one
+                self.start = torch.cuda.Event(enable_timing=True)
+                self.stop = torch.cuda.Event(enable_timing=True)
 
     @property
     def description(self) -> str:
-        return "CUDA events on the runner's stream" if self.cuda else "host clock (time.perf_counter)"
+        # The span between two events: the GPU's compute time only when execute() never waits for the device and
+        # enqueues faster than the GPU runs; otherwise it also holds the GPU's idle gaps.
+        return ("CUDA events on the runner's stream (span from the first to the last launch of execute(), GPU idle "
+                "gaps included)" if self.cuda else "host clock (time.perf_counter)")
 
     def execute(self, uploaded) -> tuple[object, float, Optional[float]]:
         """Run once; return (outputs, model ms, enqueue ms or None)."""
@@ -147,11 +151,12 @@ class _Timer:
             t0 = time.perf_counter()
             out = self.runner.execute(uploaded)
             return out, (time.perf_counter() - t0) * 1000.0, None
-        self.start.record(self.stream)
-        t0 = time.perf_counter()
-        out = self.runner.execute(uploaded)
-        enqueue = (time.perf_counter() - t0) * 1000.0
-        self.stop.record(self.stream)
+        with self.torch.cuda.device(self.runner.device):
+            self.start.record(self.stream)
+            t0 = time.perf_counter()
+            out = self.runner.execute(uploaded)
+            enqueue = (time.perf_counter() - t0) * 1000.0
+            self.stop.record(self.stream)
         self.stop.synchronize()
         return out, self.start.elapsed_time(self.stop), enqueue
 

@@ -22,7 +22,9 @@ SCHEMA_VERSION = 1
 
 FIGURES = {
     "model": "the runner alone: execute() on a batch already on the device (network, in-graph NMS and output "
-             "formatting); no image pre/post-processing, no host/device copies (as trtexec's GPU compute time)",
+             "formatting); no image pre/post-processing, no host/device copies. On CUDA, the span between events "
+             "recorded before and after execute(): trtexec's GPU compute time only when execute() never waits for "
+             "the device and enqueues ahead of it; otherwise GPU idle gaps are included",
     "enqueue": "host time for execute() to return before synchronising: launch overhead (CUDA only)",
     "preprocess": "Predictor pre-processing on the host: resize each image, place it on the export canvas, stack "
                   "the batch",
@@ -151,8 +153,8 @@ def warnings_for(run: Run) -> list[str]:
     if enqueue is not None and enqueue.median >= 0.8 * model.median:
         hint = ("CUDA graphs are on, yet launches still dominate" if run.cuda_graph
                 else "try --cuda-graph to replay the network's kernels from a CUDA graph")
-        out.append(f"host overhead: enqueueing takes {enqueue.median:.3g} ms of the {model.median:.3g} ms GPU time "
-                   f"(median); the GPU waits for the host: {hint}")
+        out.append(f"host overhead: enqueueing takes {enqueue.median:.3g} ms of the {model.median:.3g} ms event span "
+                   f"(median); the GPU waits for the host (launches, or host syncs inside execute()): {hint}")
     inference = run.stat("inference")
     if inference is not None:
         h2d, d2h = run.stat("h2d"), run.stat("d2h")

@@ -72,3 +72,25 @@ def test_torch_runner_fp16_on_cpu_stays_within_fp16_tolerance():
     assert int(a["num_detections"][0]) > 5
     check, problems = compare_outputs(a, b, 0, "fp16 vs fp32", "fp16")
     assert problems == [] and check.matched >= 0.9 * check.reference
+
+
+def test_whole_forward_graph_equals_the_plain_one():
+    """The whole deploy forward as one graph (what the torch runner captures when maskrt's CUDA kernels are
+    registered): replays follow new inputs and image sizes; outputs are the static tensors."""
+    from maskrt.backends.torch.cuda_graphs import graph_whole
+
+    model = tiny_model()
+    plain = DeployMaskRCNN(model).eval()
+    graphed = graph_whole(DeployMaskRCNN(model).eval(), mode="emulate")
+    h, w = TINY_SIZE
+    with torch.inference_mode():
+        first = None
+        for seed, sizes in enumerate([[(h, w), (h, w)], [(h - 8, w - 20), (h, w - 3)]]):
+            x = uint8_images(2, *TINY_SIZE, seed=seed)
+            image_sizes = torch.tensor(sizes, dtype=torch.int32)
+            want, got = plain(x, image_sizes), graphed(x, image_sizes)
+            for a, b in zip(want, got):
+                assert torch.equal(a, b)
+            first = got if first is None else first
+            assert all(a is b for a, b in zip(first, got))  # static outputs, overwritten by each replay
+    assert graphed.replays == 2 and len(graphed._captures) == 1

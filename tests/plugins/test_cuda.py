@@ -86,7 +86,10 @@ def test_cuda_kernel_matches_reference(cuda_library, mode, aligned, sampling_rat
         torch.testing.assert_close(got.cpu(), want, rtol=0, atol=1e-5)
     else:
         torch.testing.assert_close(got.cpu().float(), want.float(), rtol=2e-3, atol=2e-3)
-    assert not got[:3].any()
+    # A NaN box and a batch index past the batch pool to zeros. [1, 50, 40, 10, 5] is inverted on both axes, so its
+    # area is positive: the reference pools it (to non-zeros in 18 of these 24 cases), and the kernel must match it
+    # (checked above), not zero it.
+    assert not got[:2].any()
 
 
 @pytest.mark.needs_cuda

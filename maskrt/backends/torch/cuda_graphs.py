@@ -11,6 +11,9 @@ stream and captures it; later calls copy the inputs into the captured (static) i
 return the static outputs. Those outputs are overwritten by the next replay: the callers here consume them (or
 copy them with ``.float()``) before the next forward, which is what makes the reuse safe.
 
+:func:`graph_whole` captures the whole deploy forward instead, which the torch runner uses when maskrt's CUDA
+kernels are registered (the forward is then free of host synchronisations).
+
 ``mode="emulate"`` runs the same bookkeeping on any device without CUDA (the module is simply called into the
 static outputs), so the wiring is tested on CPU; ``mode="cuda"`` uses ``torch.cuda.CUDAGraph``.
 """
@@ -74,11 +77,22 @@ class GraphedModule(nn.Module):
         self.replays += 1
         return cap.static_outputs
 
+    @staticmethod
+    def _device(flat):
+        for t in flat:
+            if isinstance(t, torch.Tensor) and t.device.type == "cuda":
+                return t.device
+        return torch.device("cuda", torch.cuda.current_device())
+
     def _capture(self, flat, spec) -> _Captured:
         static = [t.clone() if isinstance(t, torch.Tensor) else t for t in flat]
         args = pytree.tree_unflatten(static, spec)
         if self.mode == "emulate":
             return _Captured(static, self.module(*args), None)
+        with torch.cuda.device(self._device(flat)):  # the inputs' device (cuda:1 ...), not the current one
+            return self._capture_cuda(static, args)
+
+    def _capture_cuda(self, static, args) -> _Captured:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -97,7 +111,8 @@ class GraphedModule(nn.Module):
 
     def _replay(self, cap: _Captured, spec) -> None:
         if self.mode == "cuda":
-            cap.graph.replay()
+            with torch.cuda.device(self._device(cap.static_inputs)):
+                cap.graph.replay()
             return
         # Emulation: recompute into the same static output tensors, as a replay would.
         fresh = self.module(*pytree.tree_unflatten(cap.static_inputs, spec))
@@ -122,6 +137,16 @@ def graph_pieces(model: nn.Module, mode: str = "cuda", warmup: int = 2) -> nn.Mo
                 parent = child
         parent._modules[name] = GraphedModule(parent._modules[name], mode=mode, warmup=warmup)
     return graphed
+
+
+def graph_whole(deploy: nn.Module, mode: str = "cuda", warmup: int = 2) -> GraphedModule:
+    """The whole deploy forward (:class:`maskrt.model.DeployMaskRCNN`) as one CUDA graph per input shape.
+
+    Possible when the forward never reads device data on the host: true outside maskrt's custom ops (checked by
+    tests/model/test_sync_free.py), and inside them once their CUDA kernels are registered
+    (:func:`maskrt.ops.cuda_kernels.register_cuda_kernels`). The outputs are static tensors overwritten by the next
+    replay: copy them (``.clone()``, ``.cpu()``) before running again."""
+    return GraphedModule(deploy, mode=mode, warmup=warmup)
 
 
 def graphed_modules(model: nn.Module) -> list[GraphedModule]:

@@ -19,8 +19,13 @@ class TorchRunner(Runner):
         device: "cpu" or "cuda[:N]".
         precision: "fp32", or "fp16" (half network, fp32 post-processing; meant for CUDA).
         class_names: the model's class names (background first) when it has none of its own.
-        cuda_graph: capture the network pieces of the deploy forward as CUDA graphs and replay them
-            (see :mod:`maskrt.backends.torch.cuda_graphs`); CUDA only.
+        cuda_graph: replay the deploy forward from CUDA graphs (see :mod:`maskrt.backends.torch.cuda_graphs`);
+            CUDA only. The whole forward is one graph when maskrt's CUDA kernels are registered (no host sync
+            anywhere in it), otherwise its network pieces are. ``"whole"`` or ``"pieces"`` choose explicitly.
+        fold_batchnorm: fold BatchNorm into the convolutions (fewer launches; equal up to float rounding). Default:
+            on CUDA only, so that the CPU runner computes exactly what the eager model does.
+        cuda_kernels: register maskrt's CUDA kernels for the custom ops (compiled on first use); on CUDA only.
+            When they cannot be built, a note says so and the ops' PyTorch implementations run.
         dynamic_size: take any canvas size (multiples of ``size_divisible`` up to the resize rule's largest side),
             as a ``--dynamic-size`` export does; ``input_size`` is then only the size it is timed at.
     """
@@ -28,7 +33,8 @@ class TorchRunner(Runner):
     backend = "torch"
 
     def __init__(self, model, input_size=(800, 1344), batch: Optional[int] = 1, device: str = "cpu",
-                 precision: str = "fp32", class_names=None, cuda_graph: bool = False, dynamic_size: bool = False):
+                 precision: str = "fp32", class_names=None, cuda_graph=False, dynamic_size: bool = False,
+                 fold_batchnorm: Optional[bool] = None, cuda_kernels: bool = True):
         super().__init__(f"torch:{getattr(model, 'preset', 'model')}")
         if precision not in ("fp32", "fp16"):
             raise MaskrtError(f"precision must be fp32 or fp16, got {precision!r}")
@@ -40,14 +46,20 @@ class TorchRunner(Runner):
         self.input_size = parse_size(input_size)
         self.device = str(device)
         self.precision = precision
+        if cuda_graph not in (False, True, "whole", "pieces"):
+            raise MaskrtError(f"cuda_graph must be a bool, 'whole' or 'pieces', got {cuda_graph!r}")
         self.cuda_graph = cuda_graph
+        self.graph_mode: Optional[str] = None  # "whole" or "pieces" once active with CUDA graphs
         self.dynamic_size = dynamic_size
+        cuda = str(device).startswith("cuda")
+        self.fold_batchnorm = cuda if fold_batchnorm is None else bool(fold_batchnorm)
+        self.cuda_kernels = bool(cuda_kernels) and cuda
+        self.kernels_registered = False
         self.meta = model_meta(model, self.input_size, batch, precision, class_names=class_names,
                                dynamic_size=dynamic_size)
         self._batch = batch
         self._deploy = None
-        cuda = self.device.startswith("cuda")
-        self.capabilities = Capabilities(device_timing=cuda, allocator_stats=cuda, cuda_graph=cuda_graph)
+        self.capabilities = Capabilities(device_timing=cuda, allocator_stats=cuda, cuda_graph=bool(cuda_graph))
 
     def input_specs(self):
         size = (None, None) if self.dynamic_size else self.input_size
@@ -65,11 +77,33 @@ class TorchRunner(Runner):
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise MaskrtError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
         self.model.eval()
-        deploy = DeployMaskRCNN(self.model, self.precision, dynamic_size=self.dynamic_size).to(self.device).eval()
-        if self.cuda_graph:
-            from maskrt.backends.torch.cuda_graphs import graph_pieces
+        if self.cuda_kernels:
+            from maskrt.core.errors import MaskrtWarning
+            from maskrt.ops.cuda_kernels import register_cuda_kernels
 
-            deploy.model = graph_pieces(deploy.model, mode="cuda")
+            try:
+                self.kernels_registered = register_cuda_kernels()
+            except MaskrtError as e:
+                import warnings
+
+                self.notes.append(str(e))
+                warnings.warn(str(e), MaskrtWarning, stacklevel=2)
+        deploy = DeployMaskRCNN(self.model, self.precision, dynamic_size=self.dynamic_size,
+                                fold_batchnorm=self.fold_batchnorm).to(self.device).eval()
+        if self.precision == "fp16" and self.device.startswith("cuda"):
+            # Tensor-core convolutions want NHWC; inputs follow the weights' layout from the first conv on.
+            deploy = deploy.to(memory_format=torch.channels_last)
+        if self.cuda_graph:
+            from maskrt.backends.torch.cuda_graphs import graph_pieces, graph_whole
+
+            mode = self.cuda_graph if isinstance(self.cuda_graph, str) else (
+                "whole" if self.kernels_registered else "pieces")
+            if mode == "whole":
+                deploy = graph_whole(deploy, mode="cuda")
+            else:
+                deploy.model = graph_pieces(deploy.model, mode="cuda")
+            self.graph_mode = mode
+            self.notes.append(f"CUDA graphs: {mode} forward")
         self._deploy = deploy
 
     def _deactivate_impl(self):
@@ -98,6 +132,9 @@ class TorchRunner(Runner):
     def _execute_impl(self, inputs):
         import torch
 
+        if self.device.startswith("cuda"):
+            with torch.cuda.device(self.device), torch.inference_mode():
+                return self._deploy(*inputs)
         with torch.inference_mode():
             return self._deploy(*inputs)
 
@@ -105,4 +142,6 @@ class TorchRunner(Runner):
         return {name: t.cpu() for name, t in zip(OUTPUT_NAMES, outputs)}
 
     def device_outputs(self, outputs) -> dict:
+        if self.graph_mode == "whole":  # static graph outputs: the next replay overwrites them
+            return {name: t.clone() for name, t in zip(OUTPUT_NAMES, outputs)}
         return dict(zip(OUTPUT_NAMES, outputs))  # fresh tensors each forward: no copy needed
