@@ -132,6 +132,7 @@ def _int8(arch, from_onnx, precision, calibration, count, method, keep_float, da
                           "verify` on the output")
     recipe = Int8Recipe(method=method, keep_float=parse_parts(keep_float))
     recipe.check()
+    proto = load_fp32(from_onnx) if from_onnx else None  # an fp16 or quantized input: refused first
     images = calibration_images(calibration, count)  # bad folders refused before any work
     coco = None
     if dataset:
@@ -139,8 +140,7 @@ def _int8(arch, from_onnx, precision, calibration, count, method, keep_float, da
 
         coco = load_coco(dataset, os.path.join(os.path.dirname(os.path.abspath(dataset)), "images"))
     check = None
-    if from_onnx:
-        proto = load_fp32(from_onnx)
+    if proto is not None:
         click.echo(f"quantizing {from_onnx} to int8 ({recipe.name}) ...")
     else:
         proto, check = _fp32_proto(arch, args)
