@@ -245,12 +245,15 @@ def quantized_nodes(proto, keep_float: Iterable[str] = ()) -> tuple[list[str], l
 
 @contextlib.contextmanager
 def _quiet():
-    """ONNX Runtime's quantizer logs advice (pre-processing) at WARNING through the root logger: keep it quiet."""
+    """ONNX Runtime's quantizer logs advice (pre-processing) at WARNING through the root logger and its histogram
+    calibrators print progress: keep both quiet."""
+    import io
+
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # the calibrators print
             warnings.simplefilter("ignore")
             yield
     finally:
