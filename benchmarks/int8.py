@@ -61,8 +61,9 @@ def shapes(args, work):
     from maskrt.data.shapes import write_coco
     from maskrt.evaluation.coco import load_coco
     from maskrt.evaluation.int8 import with_drops
-    from maskrt.export.int8 import PARTS, Int8Recipe, calibration_feeds, calibration_images, qdq_counts, quantize_proto
+    from maskrt.export.int8 import PARTS, Int8Recipe, calibration_images, qdq_counts, quantize_proto
     from maskrt.export.onnx_export import export_model_proto, write_onnx_atomic
+    from maskrt.inference.predictor import model_feeds
     from maskrt.model import build, load_checkpoint
     from maskrt.model.presets import get_preset
 
@@ -83,7 +84,7 @@ def shapes(args, work):
     meta = ModelMeta.from_props({p.key: p.value for p in fp32.metadata_props})
     images = calibration_images(os.path.join(work, "calib", "images"), args.calibration)
     t = time.perf_counter()
-    feeds = calibration_feeds(images, meta)
+    feeds = model_feeds(images, meta)
     prep_s = time.perf_counter() - t
 
     ref = evaluate(paths["fp32"], dataset, "fp32")
@@ -157,9 +158,9 @@ def r50(args, work):
     from maskrt.core.metadata import ModelMeta
     from maskrt.data.images import synthetic_image
     from maskrt.data.shapes import write_coco
-    from maskrt.export.int8 import calibration_feeds, calibration_images, qdq_counts, quantize_proto
+    from maskrt.export.int8 import calibration_images, qdq_counts, quantize_proto
     from maskrt.export.onnx_export import export_model_proto
-    from maskrt.inference.predictor import make_batch, prepare
+    from maskrt.inference.predictor import make_batch, model_feeds, prepare
     from maskrt.model.presets import load_model, resolve_sizes
 
     size = (320, 448)
@@ -174,7 +175,7 @@ def r50(args, work):
     meta = ModelMeta.from_props({p.key: p.value for p in fp32.metadata_props})
     calib_dir = os.path.join(work, "r50calib")
     write_coco(calib_dir, 8, 1)
-    feeds = calibration_feeds(calibration_images(os.path.join(calib_dir, "images"), 8), meta)
+    feeds = model_feeds(calibration_images(os.path.join(calib_dir, "images"), 8), meta)
     log("quantizing R50 (minmax, 8 calibration scenes) ...")
     t = time.perf_counter()
     int8 = quantize_proto(fp32, feeds)

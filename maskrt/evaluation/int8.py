@@ -165,8 +165,9 @@ def export_int8(fp32_proto, output: str, calibration: Sequence[str], recipe=None
     ``before_commit`` (e.g. verification against PyTorch) runs on the complete temporary file.
     """
     from maskrt.core.metadata import ModelMeta
-    from maskrt.export.int8 import Int8Recipe, calibration_feeds, check_fp32_input, qdq_counts, quantize_proto
+    from maskrt.export.int8 import Int8Recipe, check_fp32_input, qdq_counts, quantize_proto
     from maskrt.export.onnx_export import write_onnx_atomic
+    from maskrt.inference.predictor import model_feeds
 
     recipe = recipe or Int8Recipe()
     recipe.check()
@@ -176,7 +177,7 @@ def export_int8(fp32_proto, output: str, calibration: Sequence[str], recipe=None
     start = time.perf_counter()
     meta = ModelMeta.from_props({p.key: p.value for p in fp32_proto.metadata_props})
     echo(f"calibrating on {len(calibration)} image(s) ({recipe.name}) ...")
-    feeds = calibration_feeds(list(calibration), meta)
+    feeds = model_feeds(list(calibration), meta)
     int8 = quantize_proto(fp32_proto, feeds, recipe)
     gate = ap_gate(fp32_proto, int8, dataset, max_drop, echo) if dataset is not None else []
     size = write_onnx_atomic(int8, output, before_commit)

@@ -10,10 +10,9 @@ with ONNX Runtime's quantizer (``onnxruntime.quantization``, QDQ format):
   RoI Align, box decoding, level assignment, NMS and the score math are other operators and stay float;
 * weights per output channel, activations per tensor, both signed int8 with zero point 0 (TensorRT quantizes
   symmetrically);
-* activation ranges come from calibration images that go through the Predictor's own pre-processing
-  (:func:`maskrt.inference.predictor.prepare` and :func:`~maskrt.inference.predictor.make_batch`: resize, place
-  on the canvas, and each image's size as the graph's ``image_sizes`` input), so the calibrated tensors are the
-  ones inference produces;
+* activation ranges come from calibration feeds made by the Predictor's own pre-processing
+  (:func:`maskrt.inference.predictor.model_feeds`: resize, place on the canvas, and each image's size as the
+  graph's ``image_sizes`` input), so the calibrated tensors are the ones inference produces;
 * parts of the network can be kept in float (``keep_float``), by the module scope the exporter writes into node
   names (:data:`PART_SCOPES`).
 
@@ -29,7 +28,7 @@ import os
 import tempfile
 import warnings
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional
 
 from maskrt.core.errors import MaskrtError, MaskrtWarning
 
@@ -158,26 +157,6 @@ def calibration_images(folder, count: Optional[int] = DEFAULT_CALIBRATION_COUNT)
     return found[:count] if count is not None else found
 
 
-def calibration_feeds(images: Sequence, meta) -> list[dict]:
-    """The graph inputs for calibration images (paths, arrays or tensors), prepared exactly as the Predictor
-    prepares them (``meta``: the model's :class:`~maskrt.core.metadata.ModelMeta`), one feed per model call."""
-    from maskrt.inference.predictor import make_batch, prepare, to_uint8_chw
-
-    prepared = []
-    for image in images:
-        tensor, source = to_uint8_chw(image)
-        prepared.append(prepare(tensor, meta, source))
-    per_call = meta.batch or 1
-    feeds = []
-    for start in range(0, len(prepared), per_call):
-        batch = make_batch(prepared[start:start + per_call], meta.batch, meta.takes_image_sizes)
-        feed = {"images": batch.feeds["images"].numpy()}
-        if "image_sizes" in batch.feeds:
-            feed["image_sizes"] = batch.feeds["image_sizes"].numpy()
-        feeds.append(feed)
-    return feeds
-
-
 def _reader(feeds: list[dict]):
     from onnxruntime.quantization import CalibrationDataReader
 
@@ -276,7 +255,7 @@ def quantize_proto(proto, feeds: list[dict], recipe: Int8Recipe = Int8Recipe(), 
                    cache: Optional[str] = None, source: str = "model"):
     """Quantize an fp32 maskrt export (``onnx.ModelProto``) into a Q/DQ graph and return it.
 
-    ``feeds``: calibration inputs (:func:`calibration_feeds`); ``cache``: a calibration-range file for this
+    ``feeds``: calibration inputs (:func:`maskrt.inference.predictor.model_feeds`); ``cache``: a calibration-range file for this
     method, written on first use and read after (the per-part sensitivity reuses one calibration).
     The returned graph keeps the export's metadata with ``precision`` "int8" and the recipe.
     """

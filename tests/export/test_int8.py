@@ -25,8 +25,9 @@ def setup(tmp_path_factory):
 
     from maskrt.core.metadata import ModelMeta
     from maskrt.data.shapes import write_coco
-    from maskrt.export.int8 import calibration_feeds, calibration_images, quantize_proto
+    from maskrt.export.int8 import calibration_images, quantize_proto
     from maskrt.export.onnx_export import export_model_proto
+    from maskrt.inference.predictor import model_feeds
     from maskrt.model.presets import load_model, resolve_sizes
 
     root = tmp_path_factory.mktemp("int8")
@@ -38,7 +39,7 @@ def setup(tmp_path_factory):
     model = load_model("shapes", None, False, None, **sizes)
     fp32 = export_model_proto(model, input_size=SIZE)
     meta = ModelMeta.from_props({p.key: p.value for p in fp32.metadata_props})
-    feeds = calibration_feeds(calibration_images(str(root / "calib"), 4), meta)
+    feeds = model_feeds(calibration_images(str(root / "calib"), 4), meta)
     int8 = quantize_proto(fp32, feeds)
     return {"root": root, "fp32": fp32, "int8": int8, "feeds": feeds, "ann": ann, "meta": meta}
 
