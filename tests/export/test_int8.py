@@ -224,3 +224,30 @@ def test_cli_int8_export_and_bad_input(setup, tmp_path):
     assert r.stderr.count("\n") == 1 and not (tmp_path / "x.onnx").exists()
     r = run("export", "--arch", "shapes", "--calibration", calib, "-o", str(tmp_path / "y.onnx"))
     assert r.returncode == 2 and "--calibration applies to --precision int8" in r.stderr
+
+
+def test_int8_verification_compares_confident_detections_only():
+    import torch
+
+    from maskrt.evaluation.verify import TOLERANCES, compare_outputs
+
+    def outputs(boxes, scores):
+        n = len(scores)
+        masks = torch.zeros((1, 3, 28, 28))
+        masks[0, :n, 4:20, 4:20] = 0.9
+        b = torch.zeros((1, 3, 4))
+        b[0, :n] = torch.tensor(boxes, dtype=torch.float32)
+        s = torch.zeros((1, 3))
+        s[0, :n] = torch.tensor(scores)
+        return {"num_detections": torch.tensor([n]), "boxes": b, "scores": s, "labels": torch.ones((1, 3)), "masks": masks}
+
+    ref = outputs([[0, 0, 50, 50], [100, 100, 150, 150], [200, 10, 230, 40]], [0.9, 0.8, 0.1])
+    shifted = outputs([[2, 1, 52, 49], [103, 100, 152, 151]], [0.85, 0.82])  # the 0.1 detection dropped out
+    check, failures = compare_outputs(ref, shifted, 0, "a", "int8")
+    assert failures == [] and check.matched == 2 and check.boxes == 3.0
+    assert compare_outputs(ref, shifted, 0, "a", "fp16")[1]  # fp16 holds every detection and 2 px
+    lost = outputs([[2, 1, 52, 49]], [0.85])  # a confident detection is gone
+    assert any("1 unmatched detections scoring >= 0.5" in f for f in compare_outputs(ref, lost, 0, "a", "int8")[1])
+    far = outputs([[30, 1, 80, 49], [103, 100, 152, 151]], [0.85, 0.82])  # IoU below the int8 match bound
+    assert compare_outputs(ref, far, 0, "a", "int8")[1]
+    assert TOLERANCES["int8"]["boxes"] > TOLERANCES["fp16"]["boxes"]
