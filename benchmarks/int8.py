@@ -90,7 +90,7 @@ def shapes(args, work):
     ref = evaluate(paths["fp32"], dataset, "fp32")
     rows = [ref, with_drops(ref, evaluate(paths["fp16"], dataset, "fp16"))]
     recipes = {}
-    for method in ("minmax", "percentile", "entropy"):
+    for method in args.methods.split(","):
         recipe = Int8Recipe(method=method)
         t = time.perf_counter()
         cache = os.path.join(work, f"calibration-{method}.json")
@@ -122,6 +122,18 @@ def shapes(args, work):
         rows.append(row)
         recipes[f"minmax, float {worst}"] = {"recipe": recipe.to_dict(), **row.to_dict()}
 
+    result = {
+        "held_out": {"seed": 1000, "images": dataset.num_images},
+        "calibration": {"source": "training scenes (seed 1)", "images": len(images),
+                        "prepare_seconds": round(prep_s, 1)},
+        "accuracy": [r.to_dict() for r in rows],
+        "recipes": recipes,
+        "sensitivity": sensitivity,
+    }
+    if "minmax" in recipes:
+        result["qdq_per_part"] = qdq_counts(onnx.load(paths["int8 minmax"]))
+    if args.skip_latency:
+        return result
     log("timing fp32, fp16 and int8 (minmax) in ONNX Runtime on the CPU ...")
     from maskrt.backends.select import RunnerSpec
     from maskrt.profiling.measure import ProfileSettings, bench
@@ -137,16 +149,25 @@ def shapes(args, work):
         latency[key] = {"median_ms": round(s.median, 2), "p90_ms": round(s.p90, 2), "iterations": s.count,
                         "status": run.status, "providers": run.providers}
         log(f"{key}: median {s.median:.1f} ms")
-    return {
-        "held_out": {"seed": 1000, "images": dataset.num_images},
-        "calibration": {"source": "training scenes (seed 1)", "images": len(images),
-                        "prepare_seconds": round(prep_s, 1)},
-        "accuracy": [r.to_dict() for r in rows],
-        "recipes": recipes,
-        "sensitivity": sensitivity,
-        "latency_cpu_onnxruntime_batch1": latency,
-        "qdq_per_part": qdq_counts(onnx.load(paths["int8 minmax"])),
-    }
+    result["latency_cpu_onnxruntime_batch1"] = latency
+    return result
+
+
+def merge(previous: dict, new: dict) -> dict:
+    """A partial run (some --methods, no sensitivity or latency) updates the previous shapes results: its rows
+    and recipes replace those of the same name, everything else is kept."""
+    out = dict(previous)
+    names = {r["name"] for r in new["accuracy"]}
+    out["accuracy"] = [r for r in previous.get("accuracy", []) if r["name"] not in names] + [
+        r for r in new["accuracy"] if r["name"] not in ("fp32", "fp16") or r["name"] not in
+        {p["name"] for p in previous.get("accuracy", [])}]
+    out["recipes"] = {**previous.get("recipes", {}), **new["recipes"]}
+    for key in ("sensitivity", "latency_cpu_onnxruntime_batch1", "qdq_per_part"):
+        if new.get(key):
+            out[key] = new[key]
+    out.setdefault("updates", []).append({"methods": sorted(new["recipes"]), "at": time.strftime("%Y-%m-%d %H:%M"),
+                                          "fp32_this_run": new["accuracy"][0]})
+    return out
 
 
 def r50(args, work):
@@ -238,6 +259,10 @@ def main() -> int:
     parser.add_argument("--skip-r50", action="store_true")
     parser.add_argument("--skip-shapes", action="store_true")
     parser.add_argument("--skip-sensitivity", action="store_true")
+    parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--methods", default="minmax,percentile,entropy",
+                        help="calibration methods to measure; with --skip-sensitivity and --skip-latency the run "
+                             "updates the previous JSON's rows of these methods")
     parser.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "results", "int8.json"))
     args = parser.parse_args()
     import onnxruntime
@@ -254,7 +279,9 @@ def main() -> int:
         out.update({k: previous[k] for k in ("shapes", "r50_fpn") if k in previous})
     with tempfile.TemporaryDirectory(prefix="maskrt-int8-bench-") as work:
         if not args.skip_shapes:
-            out["shapes"] = shapes(args, work)
+            partial = args.skip_sensitivity and args.skip_latency and "shapes" in out
+            result = shapes(args, work)
+            out["shapes"] = merge(out["shapes"], result) if partial else result
             _write(args.json, out)
         if not args.skip_r50:
             out["r50_fpn"] = r50(args, work)
