@@ -88,7 +88,9 @@ def shapes(args, work):
     prep_s = time.perf_counter() - t
 
     ref = evaluate(paths["fp32"], dataset, "fp32")
-    rows = [ref, with_drops(ref, evaluate(paths["fp16"], dataset, "fp16"))]
+    rows = [ref]
+    if not (args.skip_sensitivity and args.skip_latency):
+        rows.append(with_drops(ref, evaluate(paths["fp16"], dataset, "fp16")))
     recipes = {}
     for method in args.methods.split(","):
         recipe = Int8Recipe(method=method)
@@ -157,10 +159,9 @@ def merge(previous: dict, new: dict) -> dict:
     """A partial run (some --methods, no sensitivity or latency) updates the previous shapes results: its rows
     and recipes replace those of the same name, everything else is kept."""
     out = dict(previous)
-    names = {r["name"] for r in new["accuracy"]}
-    out["accuracy"] = [r for r in previous.get("accuracy", []) if r["name"] not in names] + [
-        r for r in new["accuracy"] if r["name"] not in ("fp32", "fp16") or r["name"] not in
-        {p["name"] for p in previous.get("accuracy", [])}]
+    new_rows = [r for r in new["accuracy"] if r["name"] not in ("fp32", "fp16")]  # references stay
+    names = {r["name"] for r in new_rows}
+    out["accuracy"] = [r for r in previous.get("accuracy", []) if r["name"] not in names] + new_rows
     out["recipes"] = {**previous.get("recipes", {}), **new["recipes"]}
     for key in ("sensitivity", "latency_cpu_onnxruntime_batch1", "qdq_per_part"):
         if new.get(key):
