@@ -33,7 +33,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-#: R50 random weights, fp32 ONNX vs INT8 ONNX on the same canvases. Each of ~70 quantized layers rounds its input
+#: R50 random weights, fp32 ONNX vs INT8 ONNX on the same canvases. Each of the 86 quantized layers rounds its input
 #: to 8 bits (relative RMS error about 1/(127*sqrt(3)) of the range per tensor, more where the range is set by
 #: rare outliers); the errors add up through the trunk and FPN. Random weights have no trained structure to
 #: keep activations in a narrow range, so this is a loose bound on a worst case: features must stay within 25 %
