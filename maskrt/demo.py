@@ -1,10 +1,11 @@
 """``maskrt demo``: the whole path on the embedded shapes model, offline, into one folder.
 
 1. a held-out validation set from the shapes generator (seed 1000; the embedded model trained on seed 1);
-2. ONNX exports: portable fp32, portable fp16, and the TensorRT-target graph (plugin nodes, fp32);
+2. ONNX exports: portable fp32, portable fp16, the TensorRT-target graph (plugin nodes, fp32), and INT8 (explicit
+   Q/DQ, :mod:`maskrt.export.int8`, calibrated on a few training scenes);
 3. each export verified against the PyTorch deploy forward (the TensorRT-target graph through the ONNX Runtime
    plugin bridge);
-4. COCO bbox/segm AP on every backend that runs here: PyTorch, ONNX Runtime fp32 and fp16 (a TensorRT engine
+4. COCO bbox/segm AP on every backend that runs here: PyTorch, ONNX Runtime fp32, fp16 and int8 (a TensorRT engine
    too where TensorRT and a GPU are present);
 5. the same backends timed side by side (``maskrt bench``'s alternating order);
 6. predictions drawn for a few images, and the interactive RoI Align page (:mod:`maskrt.explain.roi_align`) on
@@ -40,10 +41,11 @@ class DemoSettings:
     warmup: int = 3
     draw: int = 4  # pictures in the report
     verify_images: int = 4
+    calibration: int = 16  # INT8 calibration scenes, from the training data (seed 1)
     weights: Optional[str] = None  # default: the embedded weights
 
     def check(self) -> None:
-        for name in ("images", "iterations", "verify_images"):
+        for name in ("images", "iterations", "verify_images", "calibration"):
             if getattr(self, name) < 1:
                 raise MaskrtError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.draw < 0 or self.warmup < 0:
@@ -131,6 +133,9 @@ def run_demo(settings: DemoSettings, console=None) -> dict:
         paths[key] = res.path
         export_info[key] = {"path": os.path.basename(res.path), "size_bytes": res.size_bytes,
                             "seconds": round(res.seconds, 2), **opts}
+    paths["int8"] = os.path.join(out, f"{ARCH}_int8.onnx")
+    console.print(f"[2/6] quantizing to int8 on {settings.calibration} training scenes -> {paths['int8']}")
+    export_info["int8"] = _int8(paths["fp32"], paths["int8"], os.path.join(out, "calibration"), settings.calibration)
     step("export")
 
     # 3. verification against PyTorch
@@ -160,6 +165,7 @@ def run_demo(settings: DemoSettings, console=None) -> dict:
         ("PyTorch fp32", RunnerSpec(weights, backend="torch", arch=ARCH, label=f"{ARCH} [torch]")),
         ("ONNX Runtime fp32", RunnerSpec(paths["fp32"], backend="onnxruntime", label=f"{ARCH}_fp32.onnx [onnxruntime]")),
         ("ONNX Runtime fp16", RunnerSpec(paths["fp16"], backend="onnxruntime", label=f"{ARCH}_fp16.onnx [onnxruntime]")),
+        ("ONNX Runtime int8", RunnerSpec(paths["int8"], backend="onnxruntime", label=f"{ARCH}_int8.onnx [onnxruntime]")),
     ]
     trt_reason = _tensorrt_available()
     if trt_reason is None:
@@ -216,6 +222,26 @@ def run_demo(settings: DemoSettings, console=None) -> dict:
     write_text_atomic(report_path, page)
     summary["report"] = os.path.abspath(report_path)
     return summary
+
+
+def _int8(fp32_path: str, int8_path: str, calibration_dir: str, count: int) -> dict:
+    """Quantize the fp32 export with ``count`` training scenes (seed 1) as calibration images."""
+    from maskrt.core.metadata import ModelMeta
+    from maskrt.core.onnxfile import load_onnx, metadata_props
+    from maskrt.data.shapes import write_coco
+    from maskrt.export.int8 import Int8Recipe, calibration_images, quantize_proto
+    from maskrt.export.onnx_export import write_onnx_atomic
+    from maskrt.inference.predictor import model_feeds
+
+    start = time.perf_counter()
+    write_coco(calibration_dir, count, 1)
+    proto = load_onnx(fp32_path)
+    meta = ModelMeta.from_props(metadata_props(proto), source=fp32_path)
+    feeds = model_feeds(calibration_images(os.path.join(calibration_dir, "images"), count), meta)
+    recipe = Int8Recipe()
+    size = write_onnx_atomic(quantize_proto(proto, feeds, recipe), int8_path)
+    return {"path": os.path.basename(int8_path), "size_bytes": size, "seconds": round(time.perf_counter() - start, 2),
+            "precision": "int8", "target": "portable", "recipe": recipe.to_dict(), "calibration_images": count}
 
 
 def _build_engine(onnx_path: str, engine_path: str, console) -> str:

@@ -516,6 +516,53 @@ def _conv_quantized(g: Graph, conv) -> bool:
     return p is not None and p.op_type == "DequantizeLinear"
 
 
+def _output_channel_axis(g: Graph, node) -> Optional[int]:
+    """The output-channel axis of a weighted layer's weight tensor (input 1)."""
+    if node.op_type == "Conv":
+        return 0  # (K, C/group, kh, kw)
+    if node.op_type == "ConvTranspose":
+        return 1  # (C, K/group, kh, kw)
+    if node.op_type == "Gemm":
+        return 0 if g.attr(node, "transB", 0) else 1
+    if node.op_type == "MatMul":
+        shape = g.shape(node.input[1])
+        return len(shape) - 1 if shape else None
+    return None
+
+
+@rule("qdq-weights", "quantized weights: int8 per output channel, one scale per channel",
+      "TensorRT developer guide, Working with Quantized Types (10.x, 11.0): weights per-tensor or per-channel "
+      "along the output-channel (K) axis, activations per-tensor; Explicit Quantization: pre-quantized weights need "
+      "an IDequantizeLayer between them and the linear operator; NvInfer.h IDequantizeLayer::setAxis")
+def _qdq_weights(g: Graph, ctx: Context):
+    for node in g.of_type("Conv", "ConvTranspose", "Gemm", "MatMul"):
+        if len(node.input) < 2 or not node.input[1]:
+            continue
+        dq = g.producer.get(node.input[1])
+        if dq is None or dq.op_type != "DequantizeLinear" or not _rooted_at_weights(g, dq.input[0]):
+            continue
+        label = g.label(node)
+        stored = g.dtype(dq.input[0])
+        if stored is not None and stored not in ("INT8", "FP32", "FP16", "BF16", "FP8", "INT4", "FP4"):
+            yield _f(ERROR, label, f"{node.op_type} weights are stored {stored}: TensorRT's int8 path takes INT8 "
+                     "weights", "quantize weights to signed int8")
+        scale = g.const(dq.input[1]) if len(dq.input) > 1 else None
+        if scale is None or scale.size <= 1:
+            continue  # per-tensor: any axis is fine
+        shape = g.shape(dq.input[0]) or []
+        rank = len(shape)
+        axis = g.attr(dq, "axis", 1)
+        axis = axis + rank if rank and axis < 0 else axis
+        want = _output_channel_axis(g, node)
+        if want is not None and axis != want:
+            yield _f(ERROR, label, f"{node.op_type} weights are quantized per channel along axis {axis}; TensorRT "
+                     f"takes per-channel weight scales along the output-channel axis ({want})",
+                     f"quantize the weights along axis {want}")
+        elif rank and 0 <= axis < rank and isinstance(shape[axis], int) and shape[axis] != scale.size:
+            yield _f(ERROR, label, f"{node.op_type}: {scale.size} weight scales for {shape[axis]} output channels",
+                     "one scale per output channel")
+
+
 # -- dynamic dimensions ---------------------------------------------------------------------------------------------
 @rule("dynamic-dims", "every dynamic input dimension needs an optimization profile",
       "NvInfer.h IBuilderConfig::addOptimizationProfile (10.16 l.11418-11430; 11.1 l.10829-10841); NvInferRuntime.h "

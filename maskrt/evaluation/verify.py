@@ -20,6 +20,16 @@ from maskrt.ops.boxes import box_iou
 TOLERANCES = {
     "fp32": {"boxes": 1e-3, "scores": 1e-4, "masks": 1e-3, "match_iou": 0.99, "unmatched_fraction": 0.0},
     "fp16": {"boxes": 2.0, "scores": 2e-2, "masks": 0.1, "match_iou": 0.8, "unmatched_fraction": 0.1},
+    # INT8 (a Q/DQ graph against fp32 PyTorch). Rounding every conv/GEMM input to 8 bits moves marginal
+    # detections in and out of the output and shifts low scores a lot, so only the reference's confident
+    # detections (score >= 0.5) are compared, and each must be found (IoU >= 0.7, same label) with at most 10%
+    # of them missing or extra per image. Measured on the shapes model (60 held-out scenes, minmax, 16
+    # calibration images): worst box 8.6 px at a 384 px canvas, worst score 0.15, worst pair IoU 0.86, worst
+    # per-image mean mask IoU 0.94, nothing unmatched; the bounds are about twice those. A mask probability
+    # can flip from one side of 0.5 to the other at a border pixel, so the maximum |delta| is not bounded
+    # (masks 1.0); mask agreement is the mean IoU of the thresholded masks (>= 0.8).
+    "int8": {"boxes": 16.0, "scores": 0.3, "masks": 1.0, "match_iou": 0.7, "unmatched_fraction": 0.1,
+             "confident_score": 0.5, "mask_iou": 0.8},
 }
 
 
@@ -64,6 +74,8 @@ class VerifyReport:
         lines.append(
             f"tolerance ({self.precision}): boxes {t['boxes']:g} px, scores {t['scores']:g}, mask probabilities "
             f"{t['masks']:g}, unmatched detections <= {t['unmatched_fraction']:.0%}"
+            + (f" (detections scoring >= {t['confident_score']:g} only)" if "confident_score" in t else "")
+            + (f", mean mask IoU >= {t['mask_iou']:g}" if "mask_iou" in t else "")
         )
         lines.append("result: " + ("PASS" if self.ok else "FAIL: " + "; ".join(self.failures)))
         return "\n".join(lines)
@@ -93,6 +105,17 @@ def compare_outputs(ref: dict, cand: dict, index: int, source: str, precision: s
         if float(row[c]) >= tol["match_iou"]:
             used.add(c)
             pairs.append((r, c))
+    confident = tol.get("confident_score")
+    if confident is not None:  # int8: the reference's confident detections are compared, and every one found
+        rs, cs = ref["scores"][index, :n_ref].float(), cand["scores"][index, :n_cand].float()
+        sure_pairs = [(r, c) for r, c in pairs if float(rs[r]) >= confident]
+        matched_r, matched_c = {r for r, _ in pairs}, {c for _, c in pairs}
+        missing = sum(1 for r in range(n_ref) if float(rs[r]) >= confident and r not in matched_r)
+        extra = sum(1 for c in range(n_cand) if float(cs[c]) >= confident and c not in matched_c)
+        total = max(int((rs >= confident).sum()), int((cs >= confident).sum()))
+        pairs, unmatched = sure_pairs, missing + extra
+    else:
+        total, unmatched = max(n_ref, n_cand), max(n_ref, n_cand) - len(pairs)
     check = ImageCheck(source, n_ref, n_cand, len(pairs))
     if pairs:
         ri = torch.tensor([p[0] for p in pairs])
@@ -105,10 +128,12 @@ def compare_outputs(ref: dict, cand: dict, index: int, source: str, precision: s
         union = ((rm > 0.5) | (cm > 0.5)).flatten(1).sum(1).float()
         check.mask_iou = float(torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).mean())
     failures = []
-    allowed = int(tol["unmatched_fraction"] * max(n_ref, n_cand))
-    unmatched = max(n_ref, n_cand) - len(pairs)
+    allowed = int(tol["unmatched_fraction"] * total)
     if unmatched > allowed:
-        failures.append(f"{source}: {unmatched} unmatched detections ({n_ref} vs {n_cand}; allowed {allowed})")
+        what = f"detections scoring >= {confident:g}" if confident is not None else "detections"
+        failures.append(f"{source}: {unmatched} unmatched {what} ({n_ref} vs {n_cand}; allowed {allowed})")
+    if check.mask_iou < tol.get("mask_iou", 0.0):
+        failures.append(f"{source}: mean mask IoU {check.mask_iou:.3f} < {tol['mask_iou']:g}")
     for key in ("boxes", "scores", "masks"):
         if getattr(check, key) > tol[key]:
             failures.append(f"{source}: max |delta {key}| {getattr(check, key):.3g} > {tol[key]:g}")

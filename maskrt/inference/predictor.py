@@ -170,6 +170,22 @@ def make_batch(prepared: Sequence[Prepared], fixed_batch: Optional[int] = None, 
     return Batch(list(prepared), feeds)
 
 
+def model_feeds(images: Iterable[ImageLike], meta: ModelMeta) -> list[dict]:
+    """The graph inputs for ``images`` (paths, arrays or tensors) as numpy arrays, prepared exactly as the
+    Predictor prepares them, one feed per model call (``meta.batch`` images; the last batch padded). For
+    calibration: the tensors a model computes on these feeds are the ones inference produces."""
+    prepared = []
+    for image in images:
+        tensor, source = to_uint8_chw(image)
+        prepared.append(prepare(tensor, meta, source))
+    per_call = meta.batch or 1
+    feeds = []
+    for start in range(0, len(prepared), per_call):
+        batch = make_batch(prepared[start:start + per_call], meta.batch, meta.takes_image_sizes)
+        feeds.append({k: v.numpy() for k, v in batch.feeds.items()})
+    return feeds
+
+
 def postprocess_batch(outputs: dict, batch: Batch, class_names: Sequence[str],
                       score_threshold: float = 0.0) -> list[Detections]:
     """:func:`postprocess` for every real image of ``batch`` (padding rows are dropped)."""

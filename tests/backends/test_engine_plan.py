@@ -95,6 +95,21 @@ def test_fp16_onnx_builds_strongly_typed(version, network_flags, asked):
     assert plan.network_flags == network_flags and plan.builder_flags == ()
 
 
+@pytest.mark.parametrize("version, network_flags", [(V10, ("STRONGLY_TYPED",)), (V11, ())])
+def test_qdq_onnx_builds_strongly_typed_without_a_precision_flag(version, network_flags):
+    plan = plan_build(info("int8"), BuildOptions(), version)
+    assert plan.ok, plan.errors
+    assert plan.precision == "int8" and plan.precision_route == "onnx-types" and plan.strongly_typed
+    assert plan.network_flags == network_flags and plan.builder_flags == ()  # no INT8 (nor FP16) builder flag
+
+
+@pytest.mark.parametrize("asked", ["fp16", "fp32"])
+def test_a_precision_asked_of_a_qdq_onnx_is_refused(asked):
+    for version in (V10, V11):
+        plan = plan_build(info("int8"), BuildOptions(precision=asked), version)
+        assert not plan.ok and "int8 export" in plan.errors[0] and f"--precision {asked}" in plan.errors[0]
+
+
 def test_fp32_asked_of_an_fp16_onnx_is_refused():
     plan = plan_build(info("fp16"), BuildOptions(precision="fp32"), V10)
     assert not plan.ok and "fp16 export" in plan.errors[0]
@@ -206,7 +221,7 @@ def test_timing_cache_at_level_0_is_noted(tmp_path):
 @pytest.mark.parametrize("options, fragment", [
     (BuildOptions(optimization_level=6), "--optimization-level must be 0 to 5"),
     (BuildOptions(workspace="lots"), "--workspace must be"),
-    (BuildOptions(precision="int8"), "INT8 is not supported"),
+    (BuildOptions(precision="int8"), "maskrt export --precision int8"),
     (BuildOptions(timing_cache="/no/such/folder/t.cache"), "does not exist"),
 ])
 def test_bad_options(options, fragment):
@@ -242,6 +257,23 @@ def test_inspect_onnx(tmp_path):
     assert len(i.sha256) == 64 and i.size_bytes > 0
     h = inspect_onnx(tiny_onnx(tmp_path / "h.onnx", batch=2, precision="fp16", metadata=False))
     assert h.precision == "fp16" and h.inputs["images"]["shape"][0] == 2 and h.metadata == {}
+
+
+def test_inspect_onnx_sees_qdq_nodes_as_int8(tmp_path):
+    import onnx
+    from onnx import helper, numpy_helper
+
+    path = tiny_onnx(tmp_path / "q.onnx")
+    proto = onnx.load(path)
+    g = proto.graph
+    scale = numpy_helper.from_array(__import__("numpy").array(0.1, dtype="float32"), "s")
+    g.initializer.append(scale)
+    out = g.node[-1]  # Identity(scaled) -> out: route it through a Q/DQ pair
+    g.node.insert(len(g.node) - 1, helper.make_node("QuantizeLinear", ["scaled", "s"], ["q"]))
+    g.node.insert(len(g.node) - 1, helper.make_node("DequantizeLinear", ["q", "s"], ["dq"]))
+    out.input[0] = "dq"
+    onnx.save(proto, path)
+    assert inspect_onnx(path).precision == "int8"  # metadata says fp32; the Q/DQ nodes decide
 
 
 def test_inspect_onnx_bad_files(tmp_path):

@@ -230,6 +230,25 @@ def test_qdq_rules():
                for f in findings(_qdq_model(np.int8(0), weights_quantized=False), "qdq-placement", "warning"))
 
 
+def _weights_model(axis, scales=4, stored=np.int8):
+    """x -> Q/DQ -> Conv with int8 weights (4 output channels) behind a DequantizeLinear along ``axis``."""
+    inits = [const("wq", np.ones((4, 3, 3, 3), stored)), const("ws", np.full((scales,), 0.01, np.float32)),
+             const("s", np.array(0.1, np.float32)), const("zp", np.array(0, np.int8))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "s", "zp"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "ws"], ["wd"], axis=axis),
+             helper.make_node("Conv", ["xd", "wd"], ["y"])]
+    return model(nodes, [vi("x", F, [1, 3, 8, 8])], [vi("y", F, [1, 4, 6, 6])], inits)
+
+
+def test_qdq_weight_rules():
+    assert not findings(_weights_model(0), "qdq-weights")
+    wrong = findings(_weights_model(1, scales=3), "qdq-weights", "error")
+    assert wrong and "along axis 1" in wrong[0].message and "output-channel axis (0)" in wrong[0].message
+    assert any("3 weight scales for 4" in f.message for f in findings(_weights_model(0, scales=3), "qdq-weights"))
+    assert any("stored UINT8" in f.message for f in findings(_weights_model(0, stored=np.uint8), "qdq-weights"))
+
+
 def test_dynamic_dimensions_need_profiles():
     m = model([helper.make_node("Relu", ["x"], ["y"])], [vi("x", F, ["batch", 3, "h", 8])], [vi("y", F, ["batch", 3, "h", 8])])
     assert any("no size was given" in f.message for f in findings(m, "dynamic-dims", "warning"))

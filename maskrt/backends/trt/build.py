@@ -85,7 +85,7 @@ def conformance_check(info, options: BuildOptions, log: Callable[[str], None] = 
 
     installed = tensorrt_package()
     major = installed.split(".")[0] if installed and installed.split(".")[0] in ("10", "11") else None
-    strongly_typed = True if info.precision == "fp16" else None
+    strongly_typed = True if info.precision in ("fp16", "int8") else None  # built strongly typed (plan_build)
     report = check_model(info.path, tensorrt=major, max_batch=build_batch_limit(info, options),
                          strongly_typed=strongly_typed)
     for f in report.warnings:

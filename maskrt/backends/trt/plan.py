@@ -30,7 +30,8 @@ TENSORRT_MISSING = "TensorRT is not installed: pip install maskrt[gpu] (needs an
 
 #: TensorRT major versions maskrt's TensorRT code is written for (checked against their API surfaces).
 SUPPORTED_MAJORS = (10, 11)
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16")  # what --precision may ask for
+_QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 OPTIMIZATION_LEVELS = range(0, 6)  # TensorRT's builder optimization levels (default 3)
 
 DEFAULT_MIN_BATCH = 1
@@ -62,7 +63,8 @@ class BuildOptions:
         """Problems that do not depend on the model or the TensorRT version (empty when fine)."""
         errors = []
         if self.precision is not None and self.precision not in PRECISIONS:
-            errors.append(f"--precision must be fp32 or fp16, got {self.precision!r} (INT8 is not supported)")
+            errors.append(f"--precision must be fp32 or fp16, got {self.precision!r} (INT8 comes from a Q/DQ export: "
+                          "`maskrt export --precision int8`, then build that file)")
         if self.workspace is not None:
             try:
                 parse_memory(self.workspace, "--workspace")
@@ -104,7 +106,7 @@ class OnnxInfo:
     path: str
     inputs: dict  # name -> {"dtype": str, "shape": [int | None]}
     outputs: dict
-    precision: str = "fp32"  # from maskrt metadata, else fp16 when the weights are fp16
+    precision: str = "fp32"  # int8 when it has Q/DQ nodes, else from maskrt metadata, else fp16 for fp16 weights
     plugin_nodes: int = 0  # maskrt TensorRT plugin nodes
     data_dependent: int = 0  # nodes with data-dependent output shapes (NonMaxSuppression, NonZero)
     metadata: dict = field(default_factory=dict)  # maskrt metadata_props
@@ -124,7 +126,9 @@ def inspect_onnx(path: str) -> OnnxInfo:
     outputs = {n: {"dtype": s.dtype, "shape": list(s.shape)} for n, s in graph_outputs.items()}
     props = metadata_props(proto)
     precision = props.get("precision")
-    if precision not in PRECISIONS:
+    if any(n.op_type in _QDQ_OPS for n in proto.graph.node):
+        precision = "int8"
+    elif precision not in PRECISIONS:
         fp16 = sum(1 for t in proto.graph.initializer if t.data_type == 10)
         fp32 = sum(1 for t in proto.graph.initializer if t.data_type == 1)
         precision = "fp16" if fp16 > fp32 else "fp32"
@@ -187,7 +191,8 @@ class BuildPlan:
     ``network_flags`` / ``builder_flags`` name members of ``NetworkDefinitionCreationFlag`` / ``BuilderFlag``;
     ``profiles`` holds one dict per optimization profile: input name -> (min, opt, max) shapes.
     ``precision_route``: "fp32", "builder-flag" (10.x: fp16 kernels chosen by TensorRT on an fp32 network) or
-    "onnx-types" (a strongly typed network that keeps the fp16 export's own types).
+    "onnx-types" (a strongly typed network that keeps the export's own types: an fp16 export, or an int8 one
+    whose explicit Q/DQ say where int8 runs).
     """
 
     trt_version: str
@@ -243,7 +248,16 @@ def plan_build(info: OnnxInfo, options: BuildOptions, trt_version: str) -> Build
     # precision: the ONNX's own unless asked; how to get it depends on the version
     precision = options.precision or info.precision
     route, strongly_typed, network_flags, builder_flags = "fp32", False, (), ()
-    if info.precision == "fp16":
+    if info.precision == "int8":
+        # Explicit quantization: the Q/DQ nodes fix where int8 runs, so the network is built strongly typed on
+        # 10.x and 11.x alike, with no precision builder flag (TensorRT's "Explicit Quantization" guide: "Use
+        # explicit quantization with Strong Typing. Precision-control build flags are not required and should
+        # not be specified"; the INT8 flag and calibrators are deprecated in 10.x and gone in 11.x).
+        if options.precision is not None:
+            errors.append(f"{name} is an int8 export (explicit Q/DQ): its precision is in its types; drop "
+                          f"--precision {options.precision} (or build the fp32 export)")
+        precision, route, strongly_typed = "int8", "onnx-types", True
+    elif info.precision == "fp16":
         if precision == "fp32":
             errors.append(f"{name} is an fp16 export (its weights and types are fp16): --precision fp32 needs an "
                           "fp32 export (`maskrt export --precision fp32`)")

@@ -18,10 +18,12 @@ Examples:
 @click.option("--warmup", type=int, default=3, show_default=True, help="Warm-up iterations per backend.")
 @click.option("--draw", type=int, default=4, show_default=True, help="Images drawn with their predictions.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Shapes weights to use instead of the embedded ones.")
-def demo_cmd(out_dir, images, seed, iterations, warmup, draw, weights):
+@click.option("--calibration", type=int, default=16, show_default=True,
+              help="INT8 calibration scenes (from the training data).")
+def demo_cmd(out_dir, images, seed, iterations, warmup, draw, weights, calibration):
     """Run the main job offline on the embedded shapes model.
 
-    It generates a held-out set, exports ONNX (fp32, fp16, TensorRT-target), verifies each export against PyTorch,
+    It generates a held-out set, exports ONNX (fp32, fp16, TensorRT-target, int8), verifies each export against PyTorch,
     evaluates COCO AP on every backend that runs here, times them side by side, draws predictions, and writes
     everything into --out with an HTML report.
     """
@@ -30,6 +32,6 @@ def demo_cmd(out_dir, images, seed, iterations, warmup, draw, weights):
     from maskrt.demo import DemoSettings, print_summary, run_demo
 
     settings = DemoSettings(out_dir=out_dir, images=images, seed=seed, iterations=iterations, warmup=warmup, draw=draw,
-                            weights=weights)
+                            weights=weights, calibration=calibration)
     summary = run_demo(settings, Console(stderr=True))
     print_summary(summary, Console())
