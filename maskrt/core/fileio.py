@@ -52,9 +52,12 @@ def atomic_output(path: PathLike) -> Iterator[str]:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as e:
         raise MaskrtError(f"cannot write {path}: {e.strerror or e}") from None
+    mode = os.fstat(fd).st_mode & 0o777  # 0666 minus the umask, as any file the user creates
     os.close(fd)
     try:
         yield tmp
+        if os.stat(tmp).st_mode & 0o777 != mode:  # writers that replace the file (safetensors: 0600) lose it
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except OSError as e:
         with contextlib.suppress(OSError):
