@@ -116,6 +116,8 @@ def load_coco(annotations: str, images_dir: str, limit: Optional[int] = None) ->
         raise MaskrtError(f"{len(missing)} of the {len(images)} images that {annotations} names are not in "
                           f"{images_dir} (first: {missing[0]})")
 
+    _check_sizes(images, files, annotations)
+
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
@@ -124,6 +126,36 @@ def load_coco(annotations: str, images_dir: str, limit: Optional[int] = None) ->
     has_masks = all(a.get("segmentation") for a in data["annotations"])
     return CocoDataset(annotations, images_dir, coco, [img["id"] for img in images], files, categories, has_masks,
                        num_listed)
+
+
+def _check_sizes(images: list, files: list, path: str) -> None:
+    """The width and height the file gives each image must be the image's own (upright, as maskrt reads it):
+    annotations made for other images (or a resized copy) would score wrong without a word. Absent sizes are
+    filled in from the files (pycocotools needs them for polygon masks)."""
+    from maskrt.data.images import image_size
+
+    wrong = []
+    for img, file in zip(images, files):
+        h, w = image_size(file)
+        given = (img.get("height"), img.get("width"))
+        if given == (None, None):
+            img["height"], img["width"] = h, w
+            continue
+        try:
+            gh, gw = (int(v) for v in given)
+            if (gh, gw) != (float(given[0]), float(given[1])):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise MaskrtError(f"{path}: image {img['file_name']} has width/height {given[1]!r}/{given[0]!r}; "
+                              "they must be whole numbers of pixels") from None
+        if (gh, gw) != (h, w):
+            wrong.append((img["file_name"], gw, gh, w, h))
+    if wrong:
+        name, gw, gh, w, h = wrong[0]
+        turned = " (the file's EXIF orientation turns it; maskrt reads images upright)" if (gh, gw) == (w, h) else ""
+        raise MaskrtError(f"{path}: {len(wrong)} of the {len(images)} images are not the size the file gives (first: "
+                          f"{name} is {w}x{h}, the file says {gw}x{gh}{turned}); the annotations were made for other "
+                          "images: point --images at the right folder or fix width/height")
 
 
 def _check_coco(data, path: str) -> dict:

@@ -56,6 +56,8 @@ def export_cmd(arch, weights, random_weights, num_classes, input_size, min_size,
 
     if verify_images and not verify:
         raise MaskrtError("--verify-images needs --verify")
+    if dynamic_batch and click.get_current_context().get_parameter_source("batch").name != "DEFAULT":
+        raise MaskrtError("--batch fixes the batch size and --dynamic-batch makes it symbolic; give one of them")
     check_output_file(output, "-o", inputs=[weights, class_names, *verify_images])
     sizes = resolve_sizes(get_preset(arch).name, parse_size(input_size) if input_size else None, min_size, max_size)
     h, w = sizes.pop("input_size")
