@@ -67,6 +67,12 @@ def checkpoint_kwargs(model_path, arch, num_classes, input_size) -> dict:
     from maskrt.core.parsing import parse_size
 
     kind = model_kind(model_path)
+    if model_path and kind == "checkpoint":
+        from maskrt.data.images import IMAGE_EXTENSIONS
+
+        if str(model_path).lower().endswith(IMAGE_EXTENSIONS + (".json", ".txt", ".html")):
+            raise MaskrtError(f"MODEL {model_path} is not a model: give an .onnx export, an .engine or a checkpoint "
+                              "(.pth, .safetensors) first, then the other arguments")
     given = [name for name, value in (("--arch", arch), ("--num-classes", num_classes), ("--input-size", input_size))
              if value is not None]
     if model_path and kind != "checkpoint" and given:

@@ -99,6 +99,21 @@ def ensure_writable_folder(folder: PathLike) -> str:
     return folder
 
 
+def check_output_folder(folder: PathLike, option: str = "output folder") -> None:
+    """Refuse, before any work starts and without creating anything, an output folder that cannot be made or
+    written: an existing file, or a folder whose nearest existing ancestor is a file or not writable."""
+    folder = os.path.abspath(os.fspath(folder))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise MaskrtError(f"{option} {folder} is an existing file; give a folder")
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise MaskrtError(f"cannot create {option} {folder}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise MaskrtError(f"cannot write {option} {folder}: {existing} is not writable")
+
+
 def same_file(a: PathLike, b: PathLike) -> bool:
     """True when ``a`` and ``b`` name the same existing file (or the same absolute path)."""
     a, b = os.fspath(a), os.fspath(b)

@@ -31,7 +31,7 @@ def plugins_build_cmd(cuda_archs, no_cuda, build_dir, output_dir, tensorrt_root,
     import warnings
 
     from maskrt.core.errors import MaskrtError, MaskrtWarning
-    from maskrt.core.fileio import ensure_writable_folder
+    from maskrt.core.fileio import check_output_folder
     from maskrt.plugins.build import build
 
     if jobs < 1:
@@ -43,10 +43,7 @@ def plugins_build_cmd(cuda_archs, no_cuda, build_dir, output_dir, tensorrt_root,
         warnings.warn(MaskrtWarning("--cuda-arch is ignored with --no-cuda (only the host twin is built)"), stacklevel=1)
     for option, folder in (("--build-dir", build_dir), ("--output-dir", output_dir)):
         if folder is not None:
-            try:
-                ensure_writable_folder(folder)
-            except MaskrtError as e:
-                raise MaskrtError(f"{option}: {e}") from None
+            check_output_folder(folder, option)
 
     result = build(cuda_archs=cuda_archs, build_dir=build_dir, with_cuda=False if no_cuda else None,
                    output_dir=output_dir, tensorrt_root=tensorrt_root, jobs=jobs, verbose=verbose)
