@@ -214,6 +214,7 @@ class Target:
         self.tried = self.clean = 0
         self.outcomes: dict[str, int] = {}
         self.failures: list[dict] = []
+        self.messages: list[str] = []  # a sample of the distinct error lines, to read
         self.seconds = 0.0
 
     def record(self, outcome: str, detail: dict) -> None:
@@ -221,13 +222,16 @@ class Target:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         if outcome.startswith("clean"):
             self.clean += 1
+            message = detail.get("message")
+            if message and message not in self.messages and len(self.messages) < 12:
+                self.messages.append(message)
         elif len(self.failures) < 8:
             self.failures.append({"outcome": outcome, **detail})
 
     def to_dict(self) -> dict:
         return {"target": self.name, "kind": self.kind, "tried": self.tried, "clean": self.clean,
                 "failures": self.tried - self.clean, "outcomes": self.outcomes, "seconds": round(self.seconds, 1),
-                "failure_examples": self.failures}
+                "failure_examples": self.failures, "error_line_sample": self.messages}
 
 
 def api_case(target: Target, fn, detail: dict, limit: int) -> None:

@@ -225,18 +225,18 @@ def _check_coco(data, path: str) -> dict:
     for i, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict):
             raise MaskrtError(f"{path}: annotation {i} is not an object")
-        if "id" in ann:
-            if not _is_id(ann["id"]):
-                raise MaskrtError(f"{path}: annotation {i} has \"id\" {ann['id']!r}; give a number")
-            if ann["id"] in ann_ids:
-                raise MaskrtError(f"{path}: annotation id {ann['id']} appears twice")
-            ann_ids.add(ann["id"])
         if not _is_id(ann.get("image_id")) or ann.get("image_id") not in image_ids:
             raise MaskrtError(f"{path}: annotation {ann.get('id', i)} refers to image {ann.get('image_id')!r}, "
                               "which the file does not list")
         if not _is_id(ann.get("category_id")) or ann.get("category_id") not in cat_ids:
             raise MaskrtError(f"{path}: annotation {ann.get('id', i)} has category {ann.get('category_id')!r}, "
                               "which the file does not list")
+        if "id" in ann:
+            if not _is_id(ann["id"]):
+                raise MaskrtError(f"{path}: annotation {i} has \"id\" {ann['id']!r}; give a number")
+            if ann["id"] in ann_ids:
+                raise MaskrtError(f"{path}: annotation id {ann['id']} appears twice")
+            ann_ids.add(ann["id"])
         bbox = ann.get("bbox")
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)
                 and bbox[2] >= 0 and bbox[3] >= 0):

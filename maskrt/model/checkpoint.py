@@ -107,7 +107,7 @@ def load_weights_only(path: str | os.PathLike, what: str = "checkpoint") -> Any:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise MaskrtError(f"{what} not found: {path}")
-    fix = ("maskrt loads weights only and never unpickles code: save the state_dict "
+    fix = ("maskrt reads weights-only checkpoints and never unpickles code: save the state_dict "
            "(torch.save(model.state_dict(), path)) or use .safetensors")
     try:
         with warnings.catch_warnings():
@@ -126,6 +126,8 @@ def load_weights_only(path: str | os.PathLike, what: str = "checkpoint") -> Any:
             reason = "the file is empty"
         elif zipfile.is_zipfile(path) or "zip archive" in text or _starts_with(path, b"PK\x03\x04"):
             reason = "the file is damaged or truncated"
+        elif _starts_with(path, b"\x80"):
+            reason = "it is a plain Python pickle, which could run code when loaded"
         else:
             reason = "it is not a PyTorch checkpoint (damaged, truncated, or another kind of file)"
         raise MaskrtError(f"cannot read {what} {path}: {reason}; {fix}") from None
