@@ -503,3 +503,20 @@ def test_outputs_take_the_umask_even_from_writers_that_replace_the_file(tmp_path
         os.umask(old)
     for name in ("w.safetensors", "r.json"):
         assert os.stat(tmp_path / name).st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_boxes_left_degenerate_by_a_thin_image_are_dropped():
+    """A 1-pixel-high image sits in a taller canvas; a box the graph found in the padding below it is empty once
+    clipped to the image, and is dropped (the eager model's remove_small_boxes after its clip); boxes on the
+    image stay, in the image's pixels."""
+    import torch
+
+    from maskrt.inference.predictor import Prepared, postprocess
+
+    outputs = {"num_detections": torch.tensor([2]), "scores": torch.tensor([[0.9, 0.8]]),
+               "boxes": torch.tensor([[[10.0, 20.0, 50.0, 40.0], [10.0, 0.0, 50.0, 1.0]]]),
+               "labels": torch.tensor([[1, 2]]), "masks": torch.zeros(1, 2, 28, 28)}
+    prep = Prepared(torch.zeros(3, 64, 64, dtype=torch.uint8), (1, 64), (1, 32), "thin.png")
+    det = postprocess(outputs, 0, prep, ["__background__", "a", "b"])
+    assert len(det) == 1 and det.names == ["b"]
+    assert det.boxes.tolist() == [[5.0, 0.0, 25.0, 1.0]]
