@@ -104,8 +104,9 @@ def prepare(image: Tensor, meta: ModelMeta, source: str = "") -> Prepared:
     if scale == 1.0:
         resized = image
     else:
-        x = F.interpolate(image[None].float(), scale_factor=scale, mode="bilinear", recompute_scale_factor=True,
-                          align_corners=False)[0]
+        # the size interpolate's scale_factor with recompute_scale_factor gives, but never 0 (a 1x3000 sliver)
+        size = (max(1, math.floor(h * scale)), max(1, math.floor(w * scale)))
+        x = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False)[0]
         resized = x.round_().clamp_(0, 255).to(torch.uint8)
     rh, rw = min(int(resized.shape[1]), largest[0]), min(int(resized.shape[2]), largest[1])
     if meta.dynamic_size:

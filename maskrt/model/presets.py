@@ -101,6 +101,10 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
+#: More classes than this is a typo, not a dataset (LVIS has 1203).
+MAX_CLASSES = 100_000
+
+
 def _check_limits(min_size, max_size) -> None:
     """Refuse resize limits that are not positive integers (0 would be taken as 'default' or crash the resize)."""
     from maskrt.core.parsing import MAX_SIDE
@@ -153,6 +157,9 @@ def build(name: str, *, num_classes: Optional[int] = None, **kwargs: Any) -> Mas
         num_classes = preset.num_classes
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise MaskrtError(f"num_classes must be an integer >= 2 (background plus at least one class), got {num_classes!r}")
+    if num_classes > MAX_CLASSES:
+        raise MaskrtError(f"num_classes {num_classes} is more than {MAX_CLASSES}; give the number of classes including "
+                          "background (91 for COCO)")
     _check_limits(kwargs.get("min_size"), kwargs.get("max_size"))
     unknown = sorted(set(kwargs) - set(MASKRCNN_DEFAULTS) - set(_EXTRA))
     if unknown:

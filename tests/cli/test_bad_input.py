@@ -189,6 +189,8 @@ CASES = [
      "--score-threshold must be in", ["{out}/x.onnx"]),
     ("export-num-classes", ["export", "--arch", "shapes", "--num-classes", "1", "-o", "{out}/x.onnx"], E,
      "num_classes must be an integer >= 2", ["{out}/x.onnx"]),
+    ("export-num-classes-huge", ["export", "--arch", "shapes", "--num-classes", "99999999999999999999", "-o",
+                                 "{out}/x.onnx"], E, "is more than 100000", ["{out}/x.onnx"]),
     ("export-verify-images-alone", ["export", "--arch", "shapes", "--verify-images", "{root}/img.png", "-o",
                                     "{out}/x.onnx"], E, "--verify-images needs --verify", ["{out}/x.onnx"]),
     ("export-verify-image-truncated", ["export", "--arch", "shapes", "--verify", "--verify-images", "{root}/trunc.png",
@@ -520,3 +522,22 @@ def test_boxes_left_degenerate_by_a_thin_image_are_dropped():
     det = postprocess(outputs, 0, prep, ["__background__", "a", "b"])
     assert len(det) == 1 and det.names == ["b"]
     assert det.boxes.tolist() == [[5.0, 0.0, 25.0, 1.0]]
+
+
+@pytest.mark.parametrize("shape", [(1, 3000), (3000, 1), (1, 1)])
+def test_a_sliver_image_is_resized_to_at_least_one_pixel(inputs, shape):
+    """A 1x3000 image scaled to the model's rule would be 0 pixels high (F.interpolate raised); it keeps one."""
+    import torch
+
+    from maskrt.core.metadata import ModelMeta
+    from maskrt.core.onnxfile import load_onnx, metadata_props
+    from maskrt.inference.predictor import prepare
+    from maskrt.model.transform import resize_image
+
+    meta = ModelMeta.from_props(metadata_props(load_onnx(str(inputs / "s.onnx"))))
+    image = torch.full((3, *shape), 200, dtype=torch.uint8)
+    prep = prepare(image, meta)
+    assert min(prep.resized) >= 1 and tuple(prep.canvas.shape[1:]) == tuple(meta.input_size)
+    assert int(prep.canvas[0, 0, 0]) == 200
+    eager = resize_image(image.float(), 320, 384)
+    assert min(eager.shape[1:]) >= 1 and float(eager[0, 0, 0]) == pytest.approx(200.0)
