@@ -109,9 +109,9 @@ def check_output_folder(folder: PathLike, option: str = "output folder") -> None
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
-        raise MaskrtError(f"cannot create {option} {folder}: {existing} is a file")
+        raise MaskrtError(f"cannot write to output folder {folder} ({option}): {existing} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise MaskrtError(f"cannot write {option} {folder}: {existing} is not writable")
+        raise MaskrtError(f"cannot write to output folder {folder} ({option}): {existing} is not writable")
 
 
 def same_file(a: PathLike, b: PathLike) -> bool:
