@@ -100,6 +100,9 @@ def run_demo(settings: DemoSettings, console=None) -> dict:
                           "FILE (from `maskrt train`)")
     if not os.path.isfile(weights):
         raise MaskrtError(f"weights not found: {weights}")
+    torch.manual_seed(0)
+    model = build(ARCH).eval()
+    load_checkpoint(weights, model)  # a bad --weights file is refused before anything is generated or written
     out = settings.out_dir
     if os.path.exists(out) and not os.path.isdir(out):
         raise MaskrtError(f"output folder {out} is an existing file")
@@ -116,9 +119,6 @@ def run_demo(settings: DemoSettings, console=None) -> dict:
     step("dataset")
 
     # 2. exports
-    torch.manual_seed(0)
-    model = build(ARCH).eval()
-    load_checkpoint(weights, model)
     input_size = tuple(preset.input_size)
     exports = {
         "fp32": dict(precision="fp32", target="portable"),

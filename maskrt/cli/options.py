@@ -67,6 +67,12 @@ def checkpoint_kwargs(model_path, arch, num_classes, input_size) -> dict:
     from maskrt.core.parsing import parse_size
 
     kind = model_kind(model_path)
+    if model_path and kind == "checkpoint":
+        from maskrt.data.images import IMAGE_EXTENSIONS
+
+        if str(model_path).lower().endswith(IMAGE_EXTENSIONS + (".json", ".txt", ".html")):
+            raise MaskrtError(f"MODEL {model_path} is not a model: give an .onnx export, an .engine or a checkpoint "
+                              "(.pth, .safetensors) first, then the other arguments")
     given = [name for name, value in (("--arch", arch), ("--num-classes", num_classes), ("--input-size", input_size))
              if value is not None]
     if model_path and kind != "checkpoint" and given:
@@ -83,8 +89,20 @@ def checkpoint_kwargs(model_path, arch, num_classes, input_size) -> dict:
 
 def settings_from(warmup_iterations, warmup_seconds, iterations, duration, stages=False, layers=False):
     """A checked :class:`maskrt.profiling.measure.ProfileSettings` from :func:`timing_options`."""
+    import warnings
+
+    from maskrt.core.errors import MaskrtWarning
     from maskrt.profiling.measure import ProfileSettings
 
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        for count, count_option, time_name, time_option in ((iterations, "--iterations", "duration", "--duration"),
+                                                            (warmup_iterations, "--warmup", "warmup_seconds",
+                                                             "--warmup-seconds")):
+            source = ctx.get_parameter_source(time_name)
+            if count is not None and source is not None and source.name != "DEFAULT":
+                warnings.warn(MaskrtWarning(f"{time_option} is ignored: {count_option} {count} sets the count"),
+                              stacklevel=2)
     settings = ProfileSettings(warmup_iterations=warmup_iterations, warmup_seconds=warmup_seconds,
                                iterations=iterations, duration=duration, stages=stages, layers=layers)
     settings.check()

@@ -52,9 +52,12 @@ def atomic_output(path: PathLike) -> Iterator[str]:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as e:
         raise MaskrtError(f"cannot write {path}: {e.strerror or e}") from None
+    mode = os.fstat(fd).st_mode & 0o777  # 0666 minus the umask, as any file the user creates
     os.close(fd)
     try:
         yield tmp
+        if os.stat(tmp).st_mode & 0o777 != mode:  # writers that replace the file (safetensors: 0600) lose it
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except OSError as e:
         with contextlib.suppress(OSError):
@@ -94,6 +97,21 @@ def ensure_writable_folder(folder: PathLike) -> str:
     except OSError as e:
         raise MaskrtError(f"cannot write to output folder {folder}: {e.strerror or e}") from None
     return folder
+
+
+def check_output_folder(folder: PathLike, option: str = "output folder") -> None:
+    """Refuse, before any work starts and without creating anything, an output folder that cannot be made or
+    written: an existing file, or a folder whose nearest existing ancestor is a file or not writable."""
+    folder = os.path.abspath(os.fspath(folder))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise MaskrtError(f"{option} {folder} is an existing file; give a folder")
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise MaskrtError(f"cannot write to output folder {folder} ({option}): {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise MaskrtError(f"cannot write to output folder {folder} ({option}): {existing} is not writable")
 
 
 def same_file(a: PathLike, b: PathLike) -> bool:

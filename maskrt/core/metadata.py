@@ -143,7 +143,7 @@ class ModelMeta:
                 min_input_size=_pair_or_none(props.get("min_input_size")),
                 max_input_size=_pair_or_none(props.get("max_input_size")),
             )
-        except (ValueError, TypeError, json.JSONDecodeError) as e:
+        except (ValueError, TypeError, RecursionError, json.JSONDecodeError) as e:
             raise MaskrtError(f"{source} has malformed maskrt metadata ({e}); re-export it with `maskrt export`") from e
         if min(meta.input_size) < 1 or not meta.class_names:
             raise MaskrtError(f"{source} has malformed maskrt metadata (input_size {list(meta.input_size)}, "

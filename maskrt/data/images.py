@@ -64,7 +64,7 @@ def _decode(file, name: str, max_pixels: Optional[int]) -> Tensor:
             if max_pixels is not None and w * h > max_pixels:
                 raise MaskrtError(f"image {name} is {w}x{h} ({w * h / 1e6:.0f} M pixels), more than the "
                                   f"{max_pixels / 1e6:.0f} M pixels maskrt reads by default (a decompression bomb?); "
-                                  f"if it is a real image, pass --max-pixels {w * h}")
+                                  f"if it is a real image, downscale it (maskrt predict reads it with --max-pixels {w * h})")
             im.load()
             im = ImageOps.exif_transpose(im)
             if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
@@ -83,6 +83,30 @@ def _decode(file, name: str, max_pixels: Optional[int]) -> Tensor:
     if data.shape[0] < 1 or data.shape[1] < 1:
         raise MaskrtError(f"image {name} is empty ({data.shape[1]}x{data.shape[0]})")
     return torch.from_numpy(data).permute(2, 0, 1).contiguous()
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) of an image file as :func:`read_image` returns it (EXIF orientation applied), from its
+    header only (no pixels are decoded). MaskrtError for a missing or unreadable file."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise MaskrtError(f"image not found: {path}")
+    try:
+        with _PIL_LOCK:
+            saved = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+            try:
+                im = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+        with im:
+            w, h = im.size
+            orientation = im.getexif().get(0x0112, 1)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
+        raise MaskrtError(f"cannot read image {path}: {one_line(e)}") from None
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
 
 
 def synthetic_image(height: int = 480, width: int = 640, seed: int = 0) -> Tensor:
@@ -120,12 +144,14 @@ def sample_images(images_dir: Optional[str] = None, count: int = 8, seed: int = 
     if not os.path.isdir(images_dir):
         raise MaskrtError(f"--images {images_dir} is not a folder")
     names = sorted(n for n in os.listdir(images_dir) if n.lower().endswith(IMAGE_EXTENSIONS))
-    images = []
+    images, first = [], None
     for n in names:
         try:
             images.append(read_image(os.path.join(images_dir, n)))
-        except MaskrtError:
+        except MaskrtError as e:
+            first = first or e
             continue
     if not images:
-        raise MaskrtError(f"--images {images_dir} has no readable images ({', '.join(IMAGE_EXTENSIONS)})")
+        why = f" (first: {first})" if first else f" ({', '.join(IMAGE_EXTENSIONS)})"
+        raise MaskrtError(f"--images {images_dir} has no readable images{why}")
     return images

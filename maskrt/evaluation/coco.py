@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -116,6 +117,8 @@ def load_coco(annotations: str, images_dir: str, limit: Optional[int] = None) ->
         raise MaskrtError(f"{len(missing)} of the {len(images)} images that {annotations} names are not in "
                           f"{images_dir} (first: {missing[0]})")
 
+    _check_sizes(images, files, annotations)
+
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
@@ -124,6 +127,70 @@ def load_coco(annotations: str, images_dir: str, limit: Optional[int] = None) ->
     has_masks = all(a.get("segmentation") for a in data["annotations"])
     return CocoDataset(annotations, images_dir, coco, [img["id"] for img in images], files, categories, has_masks,
                        num_listed)
+
+
+def _check_sizes(images: list, files: list, path: str) -> None:
+    """The width and height the file gives each image must be the image's own (upright, as maskrt reads it):
+    annotations made for other images (or a resized copy) would score wrong without a word. Absent sizes are
+    filled in from the files (pycocotools needs them for polygon masks)."""
+    from maskrt.data.images import image_size
+
+    wrong = []
+    for img, file in zip(images, files):
+        h, w = image_size(file)
+        given = (img.get("height"), img.get("width"))
+        if given == (None, None):
+            img["height"], img["width"] = h, w
+            continue
+        try:
+            gh, gw = (int(v) for v in given)
+            if (gh, gw) != (float(given[0]), float(given[1])):
+                raise ValueError
+        except (TypeError, ValueError, OverflowError):
+            raise MaskrtError(f"{path}: image {img['file_name']} has width/height {given[1]!r}/{given[0]!r}; "
+                              "they must be whole numbers of pixels") from None
+        if (gh, gw) != (h, w):
+            wrong.append((img["file_name"], gw, gh, w, h))
+    if wrong:
+        name, gw, gh, w, h = wrong[0]
+        turned = " (the file's EXIF orientation turns it; maskrt reads images upright)" if (gh, gw) == (w, h) else ""
+        raise MaskrtError(f"{path}: {len(wrong)} of the {len(images)} images are not the size the file gives (first: "
+                          f"{name} is {w}x{h}, the file says {gw}x{gh}{turned}); the annotations were made for other "
+                          "images: point --images at the right folder or fix width/height")
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _segmentation_problem(seg) -> Optional[str]:
+    """Why ``seg`` is not a COCO segmentation pycocotools can decode, or None (absent counts as none)."""
+    if seg is None or seg == []:
+        return None
+    if isinstance(seg, list):
+        for poly in seg:
+            if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2 or not all(_is_number(v) for v in poly):
+                return "a polygon must be a list of at least 3 x, y pairs"
+        return None
+    if isinstance(seg, dict):
+        size, counts = seg.get("size"), seg.get("counts")
+        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                                   and v > 0 for v in size)):
+            return "RLE needs \"size\": [height, width]"
+        if isinstance(counts, list):
+            if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts):
+                return "uncompressed RLE counts must be integers >= 0"
+            if sum(counts) != size[0] * size[1]:
+                return "uncompressed RLE counts do not add up to height x width"
+            return None
+        if not isinstance(counts, str):
+            return "RLE needs \"counts\" (a string or a list of integers)"
+        return None
+    return f"it is {type(seg).__name__}"
 
 
 def _check_coco(data, path: str) -> dict:
@@ -141,30 +208,49 @@ def _check_coco(data, path: str) -> dict:
     for i, img in enumerate(data["images"]):
         if not isinstance(img, dict) or "id" not in img or not img.get("file_name"):
             raise MaskrtError(f"{path}: image entry {i} lacks an \"id\" or a \"file_name\"")
+        if not _is_id(img["id"]) or not isinstance(img["file_name"], str):
+            raise MaskrtError(f"{path}: image entry {i} needs a number or text \"id\" and a text \"file_name\"")
         if img["id"] in image_ids:
             raise MaskrtError(f"{path}: image id {img['id']} appears twice")
         image_ids.add(img["id"])
     cat_ids = set()
     for i, cat in enumerate(data["categories"]):
-        if not isinstance(cat, dict) or "id" not in cat or "name" not in cat:
-            raise MaskrtError(f"{path}: category entry {i} lacks an \"id\" or a \"name\"")
+        if not isinstance(cat, dict) or "id" not in cat or "name" not in cat or not _is_id(cat["id"]):
+            raise MaskrtError(f"{path}: category entry {i} lacks an \"id\" (a number) or a \"name\"")
         if cat["id"] in cat_ids:
             raise MaskrtError(f"{path}: category id {cat['id']} appears twice")
         cat_ids.add(cat["id"])
     _, _, mask_utils = _pycocotools()
+    ann_ids = set()
     for i, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict):
             raise MaskrtError(f"{path}: annotation {i} is not an object")
-        if ann.get("image_id") not in image_ids:
+        if not _is_id(ann.get("image_id")) or ann.get("image_id") not in image_ids:
             raise MaskrtError(f"{path}: annotation {ann.get('id', i)} refers to image {ann.get('image_id')!r}, "
                               "which the file does not list")
-        if ann.get("category_id") not in cat_ids:
+        if not _is_id(ann.get("category_id")) or ann.get("category_id") not in cat_ids:
             raise MaskrtError(f"{path}: annotation {ann.get('id', i)} has category {ann.get('category_id')!r}, "
                               "which the file does not list")
+        if "id" in ann:
+            if not _is_id(ann["id"]):
+                raise MaskrtError(f"{path}: annotation {i} has \"id\" {ann['id']!r}; give a number")
+            if ann["id"] in ann_ids:
+                raise MaskrtError(f"{path}: annotation id {ann['id']} appears twice")
+            ann_ids.add(ann["id"])
         bbox = ann.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
-            raise MaskrtError(f"{path}: annotation {ann.get('id', i)} needs \"bbox\": [x, y, width, height]")
-        ann.setdefault("id", i + 1)
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)
+                and bbox[2] >= 0 and bbox[3] >= 0):
+            raise MaskrtError(f"{path}: annotation {ann.get('id', i)} needs \"bbox\": [x, y, width, height] (finite "
+                              "numbers, width and height >= 0)")
+        problem = _segmentation_problem(ann.get("segmentation"))
+        if problem:
+            raise MaskrtError(f"{path}: annotation {ann.get('id', i)} has a bad \"segmentation\" ({problem}); give "
+                              "polygons [[x1, y1, x2, y2, x3, y3, ...], ...] or RLE {\"size\": [h, w], \"counts\": ...}")
+        if "iscrowd" in ann and ann["iscrowd"] not in (0, 1):
+            raise MaskrtError(f"{path}: annotation {ann.get('id', i)} has \"iscrowd\" {ann['iscrowd']!r}; use 0 or 1")
+        if "area" in ann and not (_is_number(ann["area"]) and ann["area"] >= 0):
+            raise MaskrtError(f"{path}: annotation {ann.get('id', i)} has \"area\" {ann['area']!r}; give a number >= 0 "
+                              "or leave it out")
         ann.setdefault("iscrowd", 0)
         if "area" not in ann:
             seg = ann.get("segmentation")
@@ -172,6 +258,13 @@ def _check_coco(data, path: str) -> dict:
                 ann["area"] = float(mask_utils.area(seg))
             else:
                 ann["area"] = float(bbox[2] * bbox[3])
+    fresh = 1
+    for ann in data["annotations"]:  # pycocotools indexes annotations by id: give the ones without one a free id
+        if "id" not in ann:
+            while fresh in ann_ids:
+                fresh += 1
+            ann["id"] = fresh
+            ann_ids.add(fresh)
     return data
 
 

@@ -15,6 +15,7 @@ An image that cannot be read is reported and skipped; when no image could be rea
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -133,6 +134,7 @@ def predict_to_folder(predictor, items: Sequence[str], out_dir: str, draw: bool 
     from maskrt.data.draw import draw_detections
     from maskrt.inference.predictor import ImageError
     images = collect_images(items)
+    created = not os.path.isdir(out_dir)
     ensure_writable_folder(out_dir)
     drawings = output_names(images, out_dir)
     run = FolderRun(out_dir)
@@ -162,6 +164,9 @@ def predict_to_folder(predictor, items: Sequence[str], out_dir: str, draw: bool 
     finally:
         outcomes.close()  # stops the reading thread
     if not run.done:
+        if created:  # leave no trace of a run that wrote nothing
+            with contextlib.suppress(OSError):
+                os.rmdir(out_dir)
         first = run.failed[0]["error"] if run.failed else "no images"
         raise MaskrtError(f"none of the {len(images)} image(s) could be read (first: {one_line(MaskrtError(first))}); "
                           "nothing was written")

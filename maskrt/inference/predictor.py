@@ -104,8 +104,9 @@ def prepare(image: Tensor, meta: ModelMeta, source: str = "") -> Prepared:
     if scale == 1.0:
         resized = image
     else:
-        x = F.interpolate(image[None].float(), scale_factor=scale, mode="bilinear", recompute_scale_factor=True,
-                          align_corners=False)[0]
+        # the size interpolate's scale_factor with recompute_scale_factor gives, but never 0 (a 1x3000 sliver)
+        size = (max(1, math.floor(h * scale)), max(1, math.floor(w * scale)))
+        x = F.interpolate(image[None].float(), size=size, mode="bilinear", align_corners=False)[0]
         resized = x.round_().clamp_(0, 255).to(torch.uint8)
     rh, rw = min(int(resized.shape[1]), largest[0]), min(int(resized.shape[2]), largest[1])
     if meta.dynamic_size:
@@ -131,8 +132,14 @@ def postprocess(outputs: dict, index: int, prep: Prepared, class_names: Sequence
     if score_threshold > 0:
         keep = torch.where(scores >= score_threshold)[0]
         scores, boxes, labels, masks = scores[keep], boxes[keep], labels[keep], masks[keep]
-    # Graphs without each image's size clip to the whole canvas: clip to the image, as the eager model does.
-    boxes = resize_boxes(clip_boxes_to_image(boxes, prep.resized), prep.resized, prep.original)
+    # Graphs without each image's size clip to the whole canvas: clip to the image, as the eager model does, and
+    # drop what that leaves degenerate (boxes that lay in the padding of a thin or tiny image), as its
+    # remove_small_boxes(1e-2) after the clip does.
+    boxes = clip_boxes_to_image(boxes, prep.resized)
+    keep = torch.where((boxes[:, 2] - boxes[:, 0] >= 1e-2) & (boxes[:, 3] - boxes[:, 1] >= 1e-2))[0]
+    if len(keep) < len(boxes):
+        scores, boxes, labels, masks = scores[keep], boxes[keep], labels[keep], masks[keep]
+    boxes = resize_boxes(boxes, prep.resized, prep.original)
     names = [class_names[i] if 0 <= i < len(class_names) else str(i) for i in labels.tolist()]
     return Detections(boxes, scores, labels, names, masks, prep.original, prep.source)
 

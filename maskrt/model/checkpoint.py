@@ -83,6 +83,56 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, Any]) -> None:
         raise MaskrtError(f"checkpoint does not fit the model: {problem}{hint}")
 
 
+_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)|([\w.]+) was not an allowed global")
+
+
+def _starts_with(path: str, magic: bytes) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(magic)) == magic
+    except OSError:
+        return False
+
+
+def load_weights_only(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, with every failure as one MaskrtError line.
+
+    torch's own message for a refused file is a paragraph (and it warns about pickle protocols on the way); this
+    names the problem instead: a file that holds pickled Python objects beyond tensors and plain values, or one
+    that is damaged, truncated or not a PyTorch file at all. Nothing is ever unpickled beyond weights.
+    """
+    import warnings
+    import zipfile
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise MaskrtError(f"{what} not found: {path}")
+    fix = ("maskrt reads weights-only checkpoints and never unpickles code: save the state_dict "
+           "(torch.save(model.state_dict(), path)) or use .safetensors")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, OSError, EOFError, ... for bad files
+        text = str(e)
+        found = _GLOBAL.search(text)
+        if found:
+            reason = f"it holds a pickled Python object ({found.group(1) or found.group(2)}), not only tensors"
+        elif path.lower().endswith((".onnx", ".engine", ".plan")):
+            reason = "it is an exported model, not a checkpoint (weights come from a .pth or .safetensors file)"
+        elif os.path.getsize(path) == 0:
+            reason = "the file is empty"
+        elif zipfile.is_zipfile(path) or "zip archive" in text or _starts_with(path, b"PK\x03\x04"):
+            reason = "the file is damaged or truncated"
+        elif _starts_with(path, b"\x80"):
+            reason = "it is a plain Python pickle, which could run code when loaded"
+        else:
+            reason = "it is not a PyTorch checkpoint (damaged, truncated, or another kind of file)"
+        raise MaskrtError(f"cannot read {what} {path}: {reason}; {fix}") from None
+
+
 def read_state_dict(path: str | os.PathLike) -> OrderedDict[str, Tensor]:
     """Read a state_dict from ``.pth``/``.pt`` (plain, or under ``model``/``state_dict``) or ``.safetensors``.
 
@@ -102,14 +152,7 @@ def read_state_dict(path: str | os.PathLike) -> OrderedDict[str, Tensor]:
         except Exception as e:
             raise MaskrtError(f"cannot read {path} as safetensors: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     else:
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise MaskrtError(
-                f"cannot read {path} as a weights-only PyTorch checkpoint ({first}); maskrt never unpickles "
-                "code: save the model's state_dict (torch.save(model.state_dict(), path)) or use .safetensors"
-            ) from e
+        data = load_weights_only(path)
     if isinstance(data, Mapping):
         for key in ("model", "state_dict"):
             if key in data and isinstance(data[key], Mapping):

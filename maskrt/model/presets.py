@@ -101,6 +101,23 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
+#: More classes than this is a typo, not a dataset (LVIS has 1203).
+MAX_CLASSES = 100_000
+
+
+def _check_limits(min_size, max_size) -> None:
+    """Refuse resize limits that are not positive integers (0 would be taken as 'default' or crash the resize)."""
+    from maskrt.core.parsing import MAX_SIDE
+
+    for option, value in (("--min-size", min_size), ("--max-size", max_size)):
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        if value is not None and not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+            raise MaskrtError(f"{option} must be a positive number of pixels, got {value!r}")
+        if value is not None and max(values) > MAX_SIDE:
+            raise MaskrtError(f"{option} {max(values)} is larger than {MAX_SIDE} pixels; give a side in pixels "
+                              "(e.g. 800)")
+
+
 def resolve_sizes(name: Optional[str], input_size=None, min_size: Optional[int] = None,
                   max_size: Optional[int] = None) -> dict:
     """The export canvas and resize limits for a preset: ``{"input_size": (H, W), "min_size", "max_size"}``.
@@ -109,6 +126,7 @@ def resolve_sizes(name: Optional[str], input_size=None, min_size: Optional[int] 
     preset's (torchvision's 800/1333 for the COCO presets at 800x1344), otherwise to the canvas's short and long
     sides. Explicit values win.
     """
+    _check_limits(min_size, max_size)
     preset = PRESETS.get(name) if name else None
     default_hw = tuple(preset.input_size) if preset else (800, 1344)
     h, w = (int(v) for v in (input_size or default_hw))
@@ -139,6 +157,10 @@ def build(name: str, *, num_classes: Optional[int] = None, **kwargs: Any) -> Mas
         num_classes = preset.num_classes
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise MaskrtError(f"num_classes must be an integer >= 2 (background plus at least one class), got {num_classes!r}")
+    if num_classes > MAX_CLASSES:
+        raise MaskrtError(f"num_classes {num_classes} is more than {MAX_CLASSES}; give the number of classes including "
+                          "background (91 for COCO)")
+    _check_limits(kwargs.get("min_size"), kwargs.get("max_size"))
     unknown = sorted(set(kwargs) - set(MASKRCNN_DEFAULTS) - set(_EXTRA))
     if unknown:
         raise MaskrtError(f"unknown keyword argument(s) for {name}: {', '.join(unknown)}")

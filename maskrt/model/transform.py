@@ -36,6 +36,9 @@ def resize_image(image: Tensor, min_size: int, max_size: int, fixed_size: Option
         return F.interpolate(image[None], size=[fixed_size[1], fixed_size[0]], mode="bilinear", align_corners=False)[0]
     h, w = image.shape[-2:]
     scale = resize_scale(int(h), int(w), min_size, max_size)
+    if math.floor(int(h) * scale) < 1 or math.floor(int(w) * scale) < 1:  # a sliver (1x3000): keep one pixel
+        size = [max(1, math.floor(int(h) * scale)), max(1, math.floor(int(w) * scale))]
+        return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
     return F.interpolate(
         image[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
     )[0]

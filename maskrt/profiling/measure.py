@@ -13,6 +13,7 @@ launch overhead). Inputs rotate among several different batches of images.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -45,10 +46,10 @@ class ProfileSettings:
             raise MaskrtError(f"--iterations must be >= 1, got {self.iterations}")
         if self.warmup_iterations is not None and self.warmup_iterations < 0:
             raise MaskrtError(f"--warmup must be >= 0, got {self.warmup_iterations}")
-        if self.warmup_seconds < 0:
-            raise MaskrtError(f"--warmup-seconds must be >= 0, got {self.warmup_seconds}")
-        if self.duration <= 0:
-            raise MaskrtError(f"--duration must be > 0 seconds, got {self.duration}")
+        if not 0 <= self.warmup_seconds < math.inf:  # NaN and inf would warm up forever
+            raise MaskrtError(f"--warmup-seconds must be a finite number >= 0, got {self.warmup_seconds}")
+        if not 0 < self.duration < math.inf:
+            raise MaskrtError(f"--duration must be a finite number of seconds > 0, got {self.duration}")
         if self.min_iterations < 1:
             raise MaskrtError(f"the minimum iteration count must be >= 1, got {self.min_iterations}")
         if self.distinct_batches < 1:

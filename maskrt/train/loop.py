@@ -59,6 +59,13 @@ class TrainConfig:
             raise MaskrtError(f"lr must be positive, got {self.lr!r}")
         if self.warmup < 0:
             raise MaskrtError(f"warmup must be >= 0, got {self.warmup!r}")
+        if self.warmup >= self.iterations:
+            import warnings
+
+            from maskrt.core.errors import MaskrtWarning
+
+            warnings.warn(MaskrtWarning(f"--warmup {self.warmup} is not shorter than --iterations {self.iterations}: "
+                                        "the learning rate never reaches --lr (lower --warmup)"), stacklevel=2)
 
 
 def learning_rate(config: TrainConfig, iteration: int) -> float:
@@ -120,12 +127,48 @@ class _Order:
         return self._perm[pos]
 
 
+def _resume(ckpt_path: str, model, optimizer) -> tuple[int, list]:
+    """Load ``checkpoint.pt`` (weights only) into the model and optimiser; (iteration, loss history).
+
+    Refuses with one line: no checkpoint (training would silently start from scratch), a file that is not a
+    weights-only checkpoint (pickled, truncated, damaged), one written by another version or preset."""
+    from maskrt.model.checkpoint import check_state_dict, load_weights_only
+
+    if not os.path.isfile(ckpt_path):
+        raise MaskrtError(f"--resume: there is no {ckpt_path} to continue from; drop --resume to train from scratch "
+                          "(or give the --out of the earlier run)")
+    state = load_weights_only(ckpt_path, "training checkpoint")
+    fix = "start afresh without --resume in a new --out folder"
+    try:
+        if not isinstance(state, dict) or not {"model", "optimizer", "iteration", "history"} <= set(state):
+            raise MaskrtError(f"--resume: {ckpt_path} is not a maskrt training checkpoint (it lacks model, optimizer, "
+                              f"iteration or history); {fix}")
+        check_state_dict(model, state["model"])
+        start, history = int(state["iteration"]), json.loads(state["history"])
+        optimizer.load_state_dict(state["optimizer"])
+        model.load_state_dict(state["model"])
+    except MaskrtError as e:
+        if str(e).startswith("--resume"):
+            raise
+        raise MaskrtError(f"--resume: {ckpt_path} does not fit --arch ({e}); {fix}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        raise MaskrtError(f"--resume: {ckpt_path} is damaged or from another maskrt version "
+                          f"({type(e).__name__}); {fix}") from None
+    if start < 0 or not isinstance(history, list):
+        raise MaskrtError(f"--resume: {ckpt_path} holds a bad iteration count or history; {fix}")
+    return start, history
+
+
 def train(config: TrainConfig, *, resume: bool = False,
           on_log: Optional[Callable[[int, dict, float], None]] = None, progress: bool = True) -> dict:
     """Train ``config.arch`` on the shapes; returns the record written to ``train.json``."""
     from maskrt.data.shapes import make_scene
 
     config.check()
+    ckpt_path = os.path.join(config.out_dir, "checkpoint.pt")
+    if resume and not os.path.isfile(ckpt_path):  # before anything is created or built
+        raise MaskrtError(f"--resume: there is no {ckpt_path} to continue from; drop --resume to train from scratch "
+                          "(or give the --out of the earlier run)")
     try:
         os.makedirs(config.out_dir, exist_ok=True)
     except OSError as e:
@@ -137,13 +180,17 @@ def train(config: TrainConfig, *, resume: bool = False,
         (no_decay if p.dim() == 1 else decay).append(p)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
-    ckpt_path = os.path.join(config.out_dir, "checkpoint.pt")
     start, history = 0, []
-    if resume and os.path.isfile(ckpt_path):
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start, history = int(state["iteration"]), json.loads(state["history"])
+    if resume:
+        start, history = _resume(ckpt_path, model, optimizer)
+        if start >= config.iterations:
+            import warnings
+
+            from maskrt.core.errors import MaskrtWarning
+
+            warnings.warn(MaskrtWarning(f"{ckpt_path} is at iteration {start}, not below --iterations "
+                                        f"{config.iterations}: nothing left to train (raise --iterations to go on)"),
+                          stacklevel=2)
     generator = torch.Generator().manual_seed(config.seed + 7919 * start)
     order = _Order(config.dataset_size, config.seed)
     window: dict[str, list] = {k: [] for k in LOSS_NAMES}

@@ -41,6 +41,16 @@ def detect_cmd(arch, weights, random_weights, num_classes, image_path, size, see
     if not 0.0 <= score_threshold < 1.0:
         raise MaskrtError(f"--score-threshold must be in [0, 1), got {score_threshold}")
     if image_path:
+        import warnings
+
+        from maskrt.core.errors import MaskrtWarning
+
+        ctx = click.get_current_context()
+        ignored = [f"--{name}" for name in ("size", "seed") if ctx.get_parameter_source(name).name != "DEFAULT"
+                   and not (name == "seed" and random_weights)]  # the seed also seeds random weights
+        if ignored:
+            warnings.warn(MaskrtWarning(f"{' and '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored with "
+                                        "--image (they shape the generated image)"), stacklevel=1)
         image = read_image(image_path)
         source = image_path
     else:

@@ -77,6 +77,8 @@ def export_cmd(arch, weights, random_weights, num_classes, input_size, min_size,
 
     if verify_images and not verify:
         raise MaskrtError("--verify-images needs --verify")
+    if dynamic_batch and click.get_current_context().get_parameter_source("batch").name != "DEFAULT":
+        raise MaskrtError("--batch fixes the batch size and --dynamic-batch makes it symbolic; give one of them")
     check_output_file(output, "-o", inputs=[weights, class_names, from_onnx, *verify_images])
     if precision == "int8" or from_onnx:
         return _int8(arch, from_onnx, precision, calibration, calibration_count, calibration_method, keep_float,

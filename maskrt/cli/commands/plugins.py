@@ -27,7 +27,23 @@ Examples:
 @click.option("--verbose", is_flag=True, help="Show cmake's output.")
 def plugins_build_cmd(cuda_archs, no_cuda, build_dir, output_dir, tensorrt_root, jobs, verbose):
     """Build the kernel library (CUDA + host twin) and, where TensorRT is found, the TensorRT plugin."""
+    import os
+    import warnings
+
+    from maskrt.core.errors import MaskrtError, MaskrtWarning
+    from maskrt.core.fileio import check_output_folder
     from maskrt.plugins.build import build
+
+    if jobs < 1:
+        raise MaskrtError(f"--jobs must be >= 1, got {jobs}")
+    if tensorrt_root is not None and not os.path.isdir(tensorrt_root):
+        raise MaskrtError(f"--tensorrt-root {tensorrt_root} is not a folder; give the TensorRT installation (the "
+                          "folder holding include/NvInfer.h and lib/), or leave it out to search the usual places")
+    if cuda_archs is not None and no_cuda:
+        warnings.warn(MaskrtWarning("--cuda-arch is ignored with --no-cuda (only the host twin is built)"), stacklevel=1)
+    for option, folder in (("--build-dir", build_dir), ("--output-dir", output_dir)):
+        if folder is not None:
+            check_output_folder(folder, option)
 
     result = build(cuda_archs=cuda_archs, build_dir=build_dir, with_cuda=False if no_cuda else None,
                    output_dir=output_dir, tensorrt_root=tensorrt_root, jobs=jobs, verbose=verbose)

@@ -38,7 +38,7 @@ def predict_cmd(args, arch, num_classes, input_size, backend, device, score_thre
     """
 
     from maskrt.backends.select import RunnerSpec
-    from maskrt.core.fileio import ensure_writable_folder
+    from maskrt.core.fileio import check_output_folder
     from maskrt.inference import Predictor
     from maskrt.inference.files import collect_images, predict_to_folder
 
@@ -61,7 +61,7 @@ def predict_cmd(args, arch, num_classes, input_size, backend, device, score_thre
                           **checkpoint_kwargs(model_path, arch, num_classes, input_size))
         spec.check()
     collect_images(images)  # refuse empty folders and unmatched patterns before loading the model
-    ensure_writable_folder(out_dir)
+    check_output_folder(out_dir, "--out")  # created once the model is open
 
     def report(source, drawing, outcome):  # one line per image, never wrapped
         if drawing is None and isinstance(outcome, MaskrtError):

@@ -76,8 +76,12 @@ def profile_cmd(model_path, backend, batches, stages, layers, fp16, cuda_graph, 
     if fp16 and resolved == "tensorrt":
         raise MaskrtError("--fp16 does not apply to an engine: its precision was fixed by `maskrt build`")
     if fp16 and resolved == "torch" and device == "cpu":
-        click.echo("warning: --fp16 on the CPU runs half precision in software (many times slower than fp32); it is "
-                   "meant for --device cuda", err=True)
+        import warnings
+
+        from maskrt.core.errors import MaskrtWarning
+
+        warnings.warn(MaskrtWarning("--fp16 on the CPU runs half precision in software (many times slower than fp32); "
+                                    "it is meant for --device cuda"), stacklevel=1)
     if resolved == "onnxruntime-trt":
         from maskrt.backends.onnxrt.runner import ort_trt_provider_options
 
