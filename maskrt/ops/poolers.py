@@ -148,6 +148,8 @@ def _fused(features: Sequence[Tensor], rois: Tensor, levels: Tensor, output: tup
     rois_c = rois.to(compute)
     batch = rois[:, 0].to(torch.int64)
     valid = (batch >= 0) & (batch < n) & torch.isfinite(rois_c[:, 1:]).all(dim=1)
+    # A box of negative area has no level (NaN, cast to an out-of-range index): no level pools it, as before.
+    valid = valid & (levels >= 0) & (levels < len(features))
     # Invalid RoIs are pooled at a harmless place and zeroed at the end.
     rois_c = torch.where(valid[:, None], rois_c, torch.zeros_like(rois_c))
     batch = torch.where(valid, batch, torch.zeros_like(batch))

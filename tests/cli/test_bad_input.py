@@ -368,6 +368,13 @@ CASES = [
     ("plugins-cuda-arch-text", ["plugins", "build", "--cuda-arch", "fast", "--output-dir", "{out}/lib"], E,
      "--cuda-arch must be numbers", ["{out}/lib"]),
     ("plugins-output-under-file", ["plugins", "build", "--output-dir", "{root}/a_file/lib"], E, "--output-dir", []),
+    # serving (refused before any server starts)
+    ("serve-model-missing", ["serve", "{root}/none.onnx"], E, "model not found", []),
+    ("serve-model-is-image", ["serve", "{root}/img.png"], E, "not a model", []),
+    ("triton-model-missing", ["triton", "{root}/none.onnx", "--out", "{out}/repo"], E, "model not found",
+     ["{out}/repo"]),
+    ("triton-model-is-image", ["triton", "{root}/img.png", "--out", "{out}/repo"], E, "not a model", ["{out}/repo"]),
+    ("triton-out-missing", ["triton", "{root}/s.onnx"], E, "Missing option '--out'", []),
 ]
 
 
