@@ -17,7 +17,7 @@ from typing import Callable, Optional
 
 from maskrt import __version__
 from maskrt.core.errors import MaskrtError
-from maskrt.core.fileio import atomic_output
+from maskrt.core.fileio import atomic_output, check_output_file
 from maskrt.core.parsing import parse_size
 from maskrt.model.meta import model_meta
 
@@ -209,6 +209,7 @@ def to_onnx(model, path: str | os.PathLike, *, input_size=DEFAULT_INPUT_SIZE, ba
             if it raises, nothing is written.
     """
     start = time.perf_counter()
+    check_output_file(path, "output")  # before the trace: a missing or read-only folder is said at once
     proto = export_model_proto(model, input_size=input_size, batch=batch, dynamic_batch=dynamic_batch, opset=opset,
                                precision=precision, max_detections=max_detections, score_threshold=score_threshold,
                                class_names=class_names, target=target, dynamic_size=dynamic_size)
