@@ -34,6 +34,9 @@ import warnings
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+
+from multilevel_roi_align_gpu import make_problem, time_cuda, time_cuda_graph  # noqa: E402
 
 SCALES = [1 / 4, 1 / 8, 1 / 16, 1 / 32]
 CUDA_TESTS = ["tests/ops/test_cuda_kernels.py", "tests/backends/test_torch_cuda.py", "tests/plugins/test_cuda.py"]
@@ -77,49 +80,21 @@ def step_tests(out_dir: str, timeout: int) -> dict:
     return {"returncode": proc.returncode, "summary": tail[-1] if tail else "", "tail": tail, "junit": xml}
 
 
-def _problem(torch, dtype, rois=1000, channels=256, height=800, width=1344, seed=0):
-    import math
-
-    g = torch.Generator().manual_seed(seed)
-    maps = [torch.randn(1, channels, math.ceil(height * s), math.ceil(width * s), generator=g).to(dtype).cuda()
-            for s in SCALES]
-    # Box sides log-uniform in 16..800 px: RoIs on all four levels (as a trained RPN's proposals are).
-    size = torch.exp(torch.empty(rois, 2).uniform_(math.log(16.0), math.log(800.0), generator=g))
-    centre = torch.rand(rois, 2, generator=g) * torch.tensor([float(width), float(height)])
-    lo = (centre - size / 2).clamp(min=0)
-    hi = torch.minimum(centre + size / 2, torch.tensor([float(width), float(height)]))
-    return maps, torch.cat([torch.zeros(rois, 1), lo, hi], dim=1).cuda()
-
-
-def time_events(torch, fn, inner: int = 20, repeats: int = 15) -> dict:
-    """Median ms per call over ``repeats`` windows of ``inner`` back-to-back calls."""
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(inner):
-            fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / inner)
+def _summary(times: list) -> dict:
     return {"median_ms": round(statistics.median(times), 4), "min_ms": round(min(times), 4)}
 
 
+def time_events(torch, fn, inner: int = 20, repeats: int = 15) -> dict:
+    """ms per call over ``repeats`` windows of ``inner`` back-to-back calls (multilevel_roi_align_gpu's timer)."""
+    return _summary(time_cuda(torch, fn, 3, repeats, inner))
+
+
 def time_graph(torch, fn, inner: int = 20, repeats: int = 15) -> dict:
-    """The same calls captured in one CUDA graph and replayed: GPU time without host work."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(inner):
-            fn()
-    return time_events(torch, graph.replay, inner=1, repeats=repeats) | {"calls_per_replay": inner}
+    """ms per call with ``inner`` calls captured in one CUDA graph and replayed: GPU time without host work."""
+    times = time_cuda_graph(torch, fn, repeats, inner)
+    if times is None:
+        raise RuntimeError("capture failed (the call reads device data on the host)")
+    return _summary(times) | {"calls_per_replay": inner}
 
 
 def step_roi_align(torch) -> list:
@@ -127,7 +102,7 @@ def step_roi_align(torch) -> list:
 
     rows = []
     for name, dtype in (("fp32", torch.float32), ("fp16", torch.float16)):
-        maps, rois = _problem(torch, dtype)
+        maps, rois = make_problem(torch, 800, 1344, 256, 1000, dtype, seed=0)
         methods = {
             "maskrt_cuda_kernel": lambda maps=maps, rois=rois: torch.ops.maskrt.multilevel_roi_align(
                 maps, rois, SCALES, 7, 7, 2, False, "avg", 224, 4),

@@ -157,14 +157,7 @@ def _fused(features: Sequence[Tensor], rois: Tensor, levels: Tensor, output: tup
     height = _per_level(levels, heights, torch.int64)
     width = _per_level(levels, widths, torch.int64)
     offset = _per_level(levels, starts, torch.int64)
-    shift = 0.5 if aligned else 0.0
-    x0 = rois_c[:, 1] * scale - shift
-    y0 = rois_c[:, 2] * scale - shift
-    roi_w = rois_c[:, 3] * scale - shift - x0
-    roi_h = rois_c[:, 4] * scale - shift - y0
-    if not aligned:
-        roi_w = roi_w.clamp(min=1.0)
-        roi_h = roi_h.clamp(min=1.0)
+    x0, y0, roi_w, roi_h = _ra._scaled_box(rois_c, scale, aligned)
     bin_h = roi_h / ph
     bin_w = roi_w / pw
     out_dtype = features[0].dtype

@@ -200,6 +200,21 @@ def _pool_group_differentiable(flat, width, base, ylo, yhi, wylo, wyhi, xlo, xhi
     return out.permute(0, 3, 1, 2)
 
 
+def _scaled_box(rois: Tensor, scale, aligned: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(x0, y0, width, height) of each RoI in feature-map pixels: ``scale`` is a float or one value per RoI;
+    ``aligned`` shifts by half a pixel, otherwise the box is at least one pixel wide and high (torchvision's rule).
+    """
+    shift = 0.5 if aligned else 0.0
+    x0 = rois[:, 1] * scale - shift
+    y0 = rois[:, 2] * scale - shift
+    roi_w = rois[:, 3] * scale - shift - x0
+    roi_h = rois[:, 4] * scale - shift - y0
+    if not aligned:
+        roi_w = roi_w.clamp(min=1.0)
+        roi_h = roi_h.clamp(min=1.0)
+    return x0, y0, roi_w, roi_h
+
+
 def roi_align(
     input: Tensor,
     boxes: BoxesLike,
@@ -232,14 +247,7 @@ def roi_align(
     compute = torch.float64 if input.dtype == torch.float64 else torch.float32
     rois_c = rois.to(compute)
     batch = rois[:, 0].to(torch.int64)
-    offset = 0.5 if aligned else 0.0
-    x0 = rois_c[:, 1] * spatial_scale - offset
-    y0 = rois_c[:, 2] * spatial_scale - offset
-    roi_w = rois_c[:, 3] * spatial_scale - offset - x0
-    roi_h = rois_c[:, 4] * spatial_scale - offset - y0
-    if not aligned:
-        roi_w = roi_w.clamp(min=1.0)
-        roi_h = roi_h.clamp(min=1.0)
+    x0, y0, roi_w, roi_h = _scaled_box(rois_c, spatial_scale, aligned)
     bin_h = roi_h / ph
     bin_w = roi_w / pw
     if sampling_ratio > 0:

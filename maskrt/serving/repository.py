@@ -27,6 +27,7 @@ from typing import Optional
 from maskrt.core.errors import MaskrtError
 from maskrt.serving.config import ModelConfig, Step, Tensor, check_model_name
 from maskrt.serving.contract import INPUT_NAME, OUTPUT_NAMES, output_specs
+from maskrt.serving.steps import STEP_META
 
 PLATFORMS = ("tensorrt", "onnxruntime", "python")
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"  # Triton 2.51, the server nvidia-pytriton 0.7.0 ships
@@ -177,7 +178,7 @@ def _write_all(spec, root, options, meta, platform, names, kind_name, repo) -> N
                                Tensor("original_sizes", "TYPE_INT32", [2])],
                       backend="python", instances=options.instances, kind="KIND_CPU", **common)
     _write_config(folder, pre, repo)
-    with open(os.path.join(_copy_model_py(folder, names["pre"], "preprocess.py"), "maskrt_meta.json"), "w") as f:
+    with open(os.path.join(_copy_model_py(folder, names["pre"], "preprocess.py"), STEP_META), "w") as f:
         f.write(props)
 
     core_kw = dict(inputs=deploy_in, outputs=deploy_out, instances=options.instances, kind=kind_name, **common)
@@ -210,7 +211,7 @@ def _write_all(spec, root, options, meta, platform, names, kind_name, repo) -> N
     post = ModelConfig(names["post"], inputs=post_inputs, outputs=[Tensor(n, t, d) for n, t, d in output_specs(k)],
                        backend="python", instances=options.instances, kind="KIND_CPU", **common)
     _write_config(folder, post, repo)
-    with open(os.path.join(_copy_model_py(folder, names["post"], "postprocess.py"), "maskrt_meta.json"), "w") as f:
+    with open(os.path.join(_copy_model_py(folder, names["post"], "postprocess.py"), STEP_META), "w") as f:
         f.write(props)
 
     core_inputs = {t.name: t.name for t in core.inputs}

@@ -15,6 +15,8 @@ Arrays (B images):
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Optional, Sequence
 
 import numpy as np
@@ -22,6 +24,15 @@ import numpy as np
 from maskrt.core.metadata import ModelMeta
 
 DEPLOY_OUTPUTS = ("num_detections", "boxes", "scores", "labels", "masks")
+STEP_META = "maskrt_meta.json"  # the model's metadata beside the pre- and post-processing steps' model.py
+
+
+def load_step_meta(args: dict) -> ModelMeta:
+    """The metadata a python-backend step reads in ``initialize``: :data:`STEP_META` in its version folder (``args``
+    are Triton's initialize arguments)."""
+    folder = os.path.join(args["model_repository"], args["model_version"])
+    with open(os.path.join(folder, STEP_META), encoding="utf-8") as f:
+        return ModelMeta.from_props(json.load(f), folder)
 
 
 def preprocess(payloads: Sequence[bytes], meta: ModelMeta, max_pixels: Optional[int] = None) -> dict:

@@ -212,3 +212,26 @@ def test_python_repository_runs_on_tritonserver(tmp_path):
             proc.kill()
             proc.wait()
         log.close()
+
+
+def test_pre_and_post_steps_load_the_models_metadata(tmp_path, monkeypatch):
+    """The two python steps read the metadata written beside them (no server: Triton's utils module is stood in
+    for; initialize touches nothing of it)."""
+    import importlib.util
+    import types
+
+    from maskrt.serving.meta import model_meta
+
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", types.ModuleType("triton_python_backend_utils"))
+    onnx_path = tiny_onnx(tmp_path / "m.onnx")
+    spec = RunnerSpec(onnx_path)
+    repo = write_repository(spec, str(tmp_path / "repo"), RepositoryOptions(name="det"))
+    want = model_meta(spec)
+    for step in ("det_preprocess", "det_postprocess"):
+        folder = os.path.join(repo.folder, "models", step)
+        module_spec = importlib.util.spec_from_file_location(f"step_{step}", os.path.join(folder, "1", "model.py"))
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        model = module.TritonPythonModel()
+        model.initialize({"model_repository": folder, "model_version": "1"})
+        assert model.meta.to_props() == want.to_props(), step

@@ -1,20 +1,14 @@
 """Ensemble step 3 (python backend): the deploy contract -> the served outputs (boxes in original pixels,
 masks as COCO RLE strings; :func:`maskrt.serving.steps.postprocess`). Reads ``maskrt_meta.json`` beside it."""
 
-import json
-import os
-
 import triton_python_backend_utils as pb_utils
 
-from maskrt.core.metadata import ModelMeta
-from maskrt.serving.steps import DEPLOY_OUTPUTS, postprocess
+from maskrt.serving.steps import DEPLOY_OUTPUTS, load_step_meta, postprocess
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        folder = os.path.join(args["model_repository"], args["model_version"])
-        with open(os.path.join(folder, "maskrt_meta.json"), encoding="utf-8") as f:
-            self.meta = ModelMeta.from_props(json.load(f), folder)
+        self.meta = load_step_meta(args)
 
     def execute(self, requests):
         responses = []

@@ -4,21 +4,15 @@ Needs maskrt (and numpy<2) in the server's Python; reads the model's metadata fr
 An image that cannot be read fails its own request with a one-line reason.
 """
 
-import json
-import os
-
 import triton_python_backend_utils as pb_utils
 
 from maskrt.core.errors import MaskrtError, one_line
-from maskrt.core.metadata import ModelMeta
-from maskrt.serving.steps import preprocess
+from maskrt.serving.steps import load_step_meta, preprocess
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        folder = os.path.join(args["model_repository"], args["model_version"])
-        with open(os.path.join(folder, "maskrt_meta.json"), encoding="utf-8") as f:
-            self.meta = ModelMeta.from_props(json.load(f), folder)
+        self.meta = load_step_meta(args)
 
     def execute(self, requests):
         responses = []
