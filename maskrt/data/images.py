@@ -48,18 +48,25 @@ def decode_image(data: bytes, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS, so
     return _decode(io.BytesIO(bytes(data)), name, max_pixels)
 
 
+def _open_unlimited(file):
+    """``Image.open`` without Pillow's own decompression-bomb limit (maskrt applies ``max_pixels`` itself, with a
+    message that names the fix). The limit is global state: it is lifted only while opening, under a lock."""
+    from PIL import Image
+
+    with _PIL_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(file)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
 def _decode(file, name: str, max_pixels: Optional[int]) -> Tensor:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with _PIL_LOCK:  # Pillow's own bomb limit is global state: lift it only while opening, under a lock
-            saved = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None
-            try:
-                im = Image.open(file)
-            finally:
-                Image.MAX_IMAGE_PIXELS = saved
-        with im:
+        with _open_unlimited(file) as im:
             w, h = im.size
             if max_pixels is not None and w * h > max_pixels:
                 raise MaskrtError(f"image {name} is {w}x{h} ({w * h / 1e6:.0f} M pixels), more than the "
@@ -88,20 +95,13 @@ def _decode(file, name: str, max_pixels: Optional[int]) -> Tensor:
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(height, width) of an image file as :func:`read_image` returns it (EXIF orientation applied), from its
     header only (no pixels are decoded). MaskrtError for a missing or unreadable file."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise MaskrtError(f"image not found: {path}")
     try:
-        with _PIL_LOCK:
-            saved = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None
-            try:
-                im = Image.open(path)
-            finally:
-                Image.MAX_IMAGE_PIXELS = saved
-        with im:
+        with _open_unlimited(path) as im:
             w, h = im.size
             orientation = im.getexif().get(0x0112, 1)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:

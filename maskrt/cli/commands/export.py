@@ -65,7 +65,6 @@ def export_cmd(arch, weights, random_weights, num_classes, input_size, min_size,
     """Export a Mask R-CNN to ONNX (RoiAlign, NonMaxSuppression; fp32, fp16 or int8)."""
     import os
 
-    from maskrt.check import check_model
     from maskrt.core.fileio import check_output_file
     from maskrt.core.formatting import human_bytes
     from maskrt.core.parsing import parse_size
@@ -102,13 +101,7 @@ def export_cmd(arch, weights, random_weights, num_classes, input_size, min_size,
                      precision=precision, max_detections=max_detections, score_threshold=score_threshold,
                      class_names=names, target=target, dynamic_size=dynamic_size, before_commit=check)
     click.echo(f"wrote {os.path.abspath(result.path)} ({human_bytes(result.size_bytes)}) in {result.seconds:.1f} s")
-    report = check_model(result.path, max_batch=8 if dynamic_batch else batch)
-    click.echo(report.summary() + ("; `maskrt check` on the file explains each" if report.errors or report.warnings
-                                   else ""))
-    for f in report.errors + report.warnings:
-        click.echo(f"  {f.severity} [{f.rule}] {f.node}: {f.message}")
-    click.echo("next:")
-    click.echo(f"  maskrt predict {result.path} IMAGE.jpg --out predictions/")
+    _check_report(result.path, max_batch=8 if dynamic_batch else batch)
 
 
 def _int8(arch, from_onnx, precision, calibration, count, method, keep_float, dataset, max_ap_drop, target, verify,
