@@ -40,7 +40,7 @@ def collect_images(items: Sequence[str]) -> list[tuple[str, str]]:
     A file is taken as it is (its base folder is its own folder); a folder contributes its image files, sorted,
     searched recursively (base: the folder); a pattern with ``*``, ``?`` or ``[`` that is not an existing path is
     expanded with :func:`glob.glob` (``**`` recursive). A name that is none of these is kept, so that it is
-    reported as unreadable with the others.
+    reported as unreadable with the others; when no name exists at all, MaskrtError at once.
     """
     out, seen = [], set()
 
@@ -71,6 +71,10 @@ def collect_images(items: Sequence[str]) -> list[tuple[str, str]]:
             add(item, os.path.dirname(item))
     if not out:
         raise MaskrtError("no images given")
+    missing = [path for path, _ in out if not os.path.exists(path)]
+    if len(missing) == len(out):  # said before any model is loaded; with some found, the missing are skipped
+        raise MaskrtError(f"image not found: {missing[0]}" if len(missing) == 1 else
+                          f"none of the {len(missing)} images exist (first: {missing[0]})")
     return out
 
 
