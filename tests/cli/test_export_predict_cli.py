@@ -89,9 +89,11 @@ def test_export_bad_input(args, fragment, tmp_path):
 def test_predict_bad_model_and_output(exported, tmp_path):
     _, path, _ = exported
     (tmp_path / "junk.onnx").write_bytes(b"junk")
-    r = run("predict", str(tmp_path / "junk.onnx"), "x.png", "--out", str(tmp_path / "o"))
+    image = tmp_path / "x.png"
+    image.write_bytes(b"an image that is never read: the model or the folder is refused first")
+    r = run("predict", str(tmp_path / "junk.onnx"), str(image), "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "not a readable ONNX" in r.stderr and "Traceback" not in r.stderr
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    r = run("predict", str(path), "x.png", "--out", str(blocker / "sub"))
+    r = run("predict", str(path), str(image), "--out", str(blocker / "sub"))
     assert r.returncode == 2 and "cannot write to output folder" in r.stderr and "Traceback" not in r.stderr
