@@ -104,6 +104,7 @@ def export_model_proto(model, *, input_size=DEFAULT_INPUT_SIZE, batch: int = 1, 
     from maskrt.export.fp16 import convert_to_fp16, inline_initializer_identities
     from maskrt.export.tensorrt_target import check_target
     from maskrt.model import DeployMaskRCNN
+    from maskrt.model.memory import check_forward_memory
 
     _check_options(opset, precision, batch)
     check_target(target)
@@ -116,6 +117,7 @@ def export_model_proto(model, *, input_size=DEFAULT_INPUT_SIZE, batch: int = 1, 
         meta = model_meta(model, (h, w), None if dynamic_batch else batch, precision, opset, class_names, target,
                           dynamic_size=dynamic_size)
         deploy = DeployMaskRCNN(model, dynamic_size=dynamic_size).eval()
+        check_forward_memory(deploy, batch, (h, w))  # the trace runs the forward once at this size
         example = torch.stack([synthetic_image(h, w, seed=i) for i in range(batch)])
         # Traced with every image filling its canvas; the sizes are an input, so nothing depends on them.
         example_sizes = torch.tensor([[h, w]] * batch, dtype=torch.int32)

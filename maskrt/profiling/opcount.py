@@ -177,22 +177,10 @@ def run_on_fake_tensors(module: torch.nn.Module, *inputs: torch.Tensor):
     raises there. Returns the fake outputs."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
+    from maskrt.model.memory import fake_copy
+
     mode = FakeTensorMode(allow_non_fake_inputs=False)
-    fake_module = _fake_copy(module, mode)
+    fake_module = fake_copy(module, mode)
     fake_inputs = [mode.from_tensor(t) for t in inputs]
     with torch.inference_mode(), mode:
         return fake_module(*fake_inputs)
-
-
-def _fake_copy(module, mode):
-    import copy
-
-    fake = copy.deepcopy(module)
-    for sub in fake.modules():
-        for key, p in list(sub._parameters.items()):
-            if p is not None:
-                sub._parameters[key] = torch.nn.Parameter(mode.from_tensor(p.detach()), requires_grad=False)
-        for key, b in list(sub._buffers.items()):
-            if b is not None:
-                sub._buffers[key] = mode.from_tensor(b)
-    return fake

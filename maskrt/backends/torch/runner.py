@@ -90,6 +90,10 @@ class TorchRunner(Runner):
                 warnings.warn(str(e), MaskrtWarning, stacklevel=2)
         deploy = DeployMaskRCNN(self.model, self.precision, dynamic_size=self.dynamic_size,
                                 fold_batchnorm=self.fold_batchnorm).to(self.device).eval()
+        if not self.device.startswith("cuda"):
+            from maskrt.model.memory import check_forward_memory
+
+            check_forward_memory(deploy, self._batch or 1, self.input_size)
         if self.precision == "fp16" and self.device.startswith("cuda"):
             # Tensor-core convolutions want NHWC; inputs follow the weights' layout from the first conv on.
             deploy = deploy.to(memory_format=torch.channels_last)
