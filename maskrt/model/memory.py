@@ -5,9 +5,8 @@ refused with one line instead of the process being killed by the kernel's out-of
 any size) and counts the bytes of every tensor the forward's operators allocate while it is alive; the largest
 sum is the peak. It leaves out allocator overhead and temporaries inside one operator, so on large canvases it is
 below what the real forward takes: equal to the same count on real tensors, and 0.78 (shapes) and 0.94 (R50-FPN)
-of a real forward's growth of resident memory at 2048x2048 on the CPU, measured alone (the resident set is a noisy
-reference: reused heap and untouched zero pages do not show, and the count has exceeded it by 16 % beside another
-heavy process; tests/model/test_memory.py checks 0.5 to 1.5).
+of a real forward's growth of peak resident memory (VmHWM) at 2048x2048 on the CPU (a rough reference: reused heap
+and untouched zero pages do not show; tests/model/test_memory.py checks 0.5 to 1.5).
 :func:`check_forward_memory` compares it with what this machine has available and refuses only when the count
 alone does not fit, and only from :data:`CHECK_FROM_PIXELS` up.
 """
