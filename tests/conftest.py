@@ -15,7 +15,7 @@ import pytest
 def pytest_configure(config):
     # Under pytest-xdist (the README's command runs two workers on a 2-core machine) each worker, and every
     # `maskrt` subprocess it starts, computes on one thread: two workers with two threads each oversubscribe the
-    # cores (measured on the 2-core CI machine: 701 s that way, 531 s with one thread each, 663 s serial).
+    # cores (measured on a 2-core machine like CI's: 701 s that way, 531 s with one thread each, 663 s serial).
     if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         import torch

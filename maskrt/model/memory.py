@@ -2,7 +2,7 @@
 refused with one line instead of the process being killed by the kernel's out-of-memory killer.
 
 :func:`forward_peak_bytes` runs the forward on fake tensors (shapes and dtypes, no data: about half a second at
-any size) and counts the bytes of every tensor the forward's operators allocate while it is alive; the largest
+any size once warm) and counts the bytes of every tensor the forward's operators allocate while it is alive; the largest
 sum is the peak. It leaves out allocator overhead and temporaries inside one operator, so on large canvases it is
 below what the real forward takes: equal to the same count on real tensors, and 0.78 (shapes) and 0.94 (R50-FPN)
 of a real forward's growth of peak resident memory (VmHWM) at 2048x2048 on the CPU (a rough reference: reused heap
@@ -66,8 +66,9 @@ class LiveBytes(TorchDispatchMode):
                 key = storage._cdata
                 entry = self._refs.get(key)
                 if entry is None:
-                    self._refs[key] = [storage.nbytes(), 1]
-                    self.live += storage.nbytes()
+                    nbytes = storage.nbytes()
+                    self._refs[key] = [nbytes, 1]
+                    self.live += nbytes
                     self.peak = max(self.peak, self.live)
                 else:
                     entry[1] += 1
@@ -139,4 +140,3 @@ def check_forward_memory(deploy: torch.nn.Module, batch: int, size: tuple[int, i
         raise MaskrtError(
             f"a {h}x{w} input at batch {batch} needs at least {human_bytes(need)} for the forward's tensors, more "
             f"than the {human_bytes(available)} of memory available here: use a smaller --input-size (or batch)")
-

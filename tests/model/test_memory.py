@@ -40,7 +40,7 @@ def test_fake_count_equals_the_real_count():
     assert forward_peak_bytes(deploy, 2, (320, 384)) == counter.peak
 
 
-def test_the_count_is_below_what_a_real_forward_takes():
+def test_the_count_is_of_the_size_a_real_forward_takes():
     """Reference: the growth of the resident set of a separate process running the real forward."""
     size = 2048  # large enough that the heap the process already holds (and reuses) is small beside the forward
     # VmHWM (the peak resident set of this process image) rather than ru_maxrss, which a child inherits across
