@@ -18,6 +18,12 @@ are compiled on first use for the local GPU). Steps, each written to its own JSO
 
 ``summary.json`` collects the headline figures. Without CUDA it says so and exits 0. Budget: under 8 minutes on an
 H100-class GPU (the kernel build, once, included).
+
+``--cpu-dry-run`` runs the same steps on the CPU at toy sizes (a 128x160 canvas, 64 channels, 50 RoIs, batches 1 and
+2, one timed call), with wall-clock timers in place of CUDA events; CUDA graphs, sync counts and GPU-busy time are
+recorded as not measured. Its figures mean nothing: it exists so that the script's own code (model building,
+runners, the custom ops, the JSON it writes) is exercised where there is no GPU, before the one run on a GPU
+(tests/profiling/test_gpu_check.py runs it).
 """
 
 from __future__ import annotations
@@ -51,11 +57,34 @@ def write(out_dir: str, name: str, data) -> None:
     print(f"wrote {path}")
 
 
-def step_environment(torch) -> dict:
+class Target:
+    """Where the steps run and at what size: the GPU (the real check) or the CPU (``--cpu-dry-run``)."""
+
+    def __init__(self, dry_run: bool = False):
+        self.dry_run = dry_run
+        self.device = "cpu" if dry_run else "cuda"
+        self.canvas = (128, 160) if dry_run else (800, 1344)
+        self.batches = (1, 2) if dry_run else (1, 8)
+        self.roi_problem = {"channels": 64, "count": 50} if dry_run else {"channels": 256, "count": 1000}
+        # The dry run builds the small preset (same modules, a fraction of the work): R50-FPN in fp16 takes minutes
+        # on a CPU.
+        self.arch = "shapes" if dry_run else "maskrcnn_resnet50_fpn"
+
+    @property
+    def cuda(self) -> bool:
+        return self.device == "cuda"
+
+    def synchronize(self, torch) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+
+
+def step_environment(torch, target: Target) -> dict:
     from maskrt.core.environment import environment
     from maskrt.ops import cuda_kernels
 
     env = environment()
+    env["gpu_check_mode"] = "cpu dry run: toy sizes, no figure means anything" if target.dry_run else "gpu"
     t0 = time.perf_counter()
     try:
         ok = cuda_kernels.register_cuda_kernels(verbose=False)
@@ -63,7 +92,7 @@ def step_environment(torch) -> dict:
                                       "versions": cuda_kernels.load_extension().runtime_versions() if ok else None}
     except Exception as e:  # recorded, the rest still runs
         env["maskrt_cuda_kernels"] = {"registered": False, "error": str(e)}
-    env["device"] = torch.cuda.get_device_name(0)
+    env["device"] = torch.cuda.get_device_name(0) if target.cuda else "cpu"
     return env
 
 
@@ -84,25 +113,36 @@ def _summary(times: list) -> dict:
     return {"median_ms": round(statistics.median(times), 4), "min_ms": round(min(times), 4)}
 
 
-def time_events(torch, fn, inner: int = 20, repeats: int = 15) -> dict:
-    """ms per call over ``repeats`` windows of ``inner`` back-to-back calls (multilevel_roi_align_gpu's timer)."""
+def time_events(torch, fn, target: Target, inner: int = 20, repeats: int = 15) -> dict:
+    """ms per call over ``repeats`` windows of ``inner`` back-to-back calls (multilevel_roi_align_gpu's timer); on
+    the CPU (dry run) one wall-clock window of one call."""
+    if not target.cuda:
+        fn()
+        t0 = time.perf_counter()
+        fn()
+        return _summary([(time.perf_counter() - t0) * 1000.0]) | {"timer": "wall clock (dry run)"}
     return _summary(time_cuda(torch, fn, 3, repeats, inner))
 
 
-def time_graph(torch, fn, inner: int = 20, repeats: int = 15) -> dict:
+def time_graph(torch, fn, target: Target, inner: int = 20, repeats: int = 15) -> dict | str:
     """ms per call with ``inner`` calls captured in one CUDA graph and replayed: GPU time without host work."""
+    if not target.cuda:
+        return "not measured: CUDA graphs need a GPU (dry run)"
     times = time_cuda_graph(torch, fn, repeats, inner)
     if times is None:
         raise RuntimeError("capture failed (the call reads device data on the host)")
     return _summary(times) | {"calls_per_replay": inner}
 
 
-def step_roi_align(torch) -> list:
+def step_roi_align(torch, target: Target) -> list:
+    from maskrt.ops import library  # noqa: F401  (registers torch.ops.maskrt.*)
     from maskrt.ops.poolers import multilevel_roi_align
 
     rows = []
+    height, width = target.canvas
     for name, dtype in (("fp32", torch.float32), ("fp16", torch.float16)):
-        maps, rois = make_problem(torch, 800, 1344, 256, 1000, dtype, seed=0)
+        maps, rois = make_problem(torch, height, width, target.roi_problem["channels"], target.roi_problem["count"],
+                                  dtype, seed=0, device=target.device)
         methods = {
             "maskrt_cuda_kernel": lambda maps=maps, rois=rois: torch.ops.maskrt.multilevel_roi_align(
                 maps, rois, SCALES, 7, 7, 2, False, "avg", 224, 4),
@@ -114,7 +154,7 @@ def step_roi_align(torch) -> list:
             pooler = MultiScaleRoIAlign(["p2", "p3", "p4", "p5"], 7, 2)
             named = dict(zip(["p2", "p3", "p4", "p5"], maps))
             boxes = [rois[:, 1:].to(dtype)]
-            methods["torchvision_multiscale"] = lambda p=pooler, f=named, b=boxes: p(f, b, [(800, 1344)])
+            methods["torchvision_multiscale"] = lambda p=pooler, f=named, b=boxes: p(f, b, [(height, width)])
         except ImportError as e:
             rows.append({"method": "torchvision_multiscale", "dtype": name, "status": f"unavailable: {e}"})
         with torch.inference_mode():
@@ -123,9 +163,9 @@ def step_roi_align(torch) -> list:
                 row = {"method": method, "dtype": name}
                 try:
                     row["max_abs_diff_vs_fp32_pytorch_op"] = float((fn().float() - reference).abs().max())
-                    row["events_back_to_back"] = time_events(torch, fn)
+                    row["events_back_to_back"] = time_events(torch, fn, target)
                     try:
-                        row["cuda_graph"] = time_graph(torch, fn)
+                        row["cuda_graph"] = time_graph(torch, fn, target)
                     except Exception as e:  # a host sync inside makes capture fail
                         row["cuda_graph"] = f"not capturable: {str(e).splitlines()[0][:200]}"
                     row["status"] = "ok"
@@ -136,11 +176,11 @@ def step_roi_align(torch) -> list:
     return rows
 
 
-def confident_model(torch):
+def confident_model(torch, arch: str = "maskrcnn_resnet50_fpn"):
     from maskrt.model import build
 
     torch.manual_seed(0)
-    model = build("maskrcnn_resnet50_fpn").eval()
+    model = build(arch).eval()
     with torch.no_grad():
         model.roi_heads.box_predictor.cls_score.weight.mul_(40.0)
         model.roi_heads.box_predictor.cls_score.bias.uniform_(-2.0, 2.0)
@@ -150,7 +190,9 @@ def confident_model(torch):
     return model
 
 
-def gpu_busy_ms(torch, fn, iterations: int = 3) -> float | None:
+def gpu_busy_ms(torch, fn, target: Target, iterations: int = 3) -> float | None:
+    if not target.cuda:
+        return None
     try:
         from torch.profiler import ProfilerActivity, profile
     except ImportError:
@@ -166,51 +208,71 @@ def gpu_busy_ms(torch, fn, iterations: int = 3) -> float | None:
     return round(total / 1000.0 / iterations, 3)
 
 
-def step_latency(torch, quick: bool) -> list:
+def count_syncs(torch, fn, target: Target) -> int | None:
+    """Host synchronisations one call makes (``torch.cuda.set_sync_debug_mode("warn")``); None on the CPU."""
+    if not target.cuda:
+        fn()
+        return None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def time_forward(torch, fn, target: Target, n: int) -> tuple[float | None, float]:
+    """Median CUDA-event span (None on the CPU) and median wall time of ``n`` calls, each waited for, in ms."""
+    spans, walls = [], []
+    for _ in range(n):
+        if target.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        t0 = time.perf_counter()
+        if target.cuda:
+            start.record()
+        fn()
+        if target.cuda:
+            end.record()
+            end.synchronize()
+            spans.append(start.elapsed_time(end))
+        walls.append((time.perf_counter() - t0) * 1000.0)
+    return (round(statistics.median(spans), 3) if spans else None), round(statistics.median(walls), 3)
+
+
+def step_latency(torch, quick: bool, target: Target) -> list:
     from maskrt.backends import TorchRunner
     from maskrt.data.images import sample_images
     from maskrt.inference.predictor import make_batch, prepare
 
-    model = confident_model(torch)
+    model = confident_model(torch, target.arch)
     rows = []
     variants = [("fp32", False), ("fp16", False), ("fp16", True)]
-    for batch in (1, 8):
+    for batch in target.batches:
         for precision, graph in variants:
             row = {"batch": batch, "precision": precision, "cuda_graph": graph}
+            if graph and not target.cuda:
+                row["status"] = "not run: CUDA graphs need a GPU (dry run)"
+                rows.append(row)
+                continue
             try:
-                with TorchRunner(model, (800, 1344), batch, device="cuda", precision=precision,
+                with TorchRunner(model, target.canvas, batch, device=target.device, precision=precision,
                                  cuda_graph=graph) as runner:
                     row["graph_mode"] = runner.graph_mode
                     row["notes"] = list(runner.notes)
                     images = sample_images(None, count=batch, seed=7)
-                    feeds = make_batch([prepare(img, runner.meta) for img in images], batch, image_sizes=True)
+                    feeds = make_batch([prepare(img, runner.meta) for img in images], batch, image_sizes=True).feeds
                     uploaded = runner.upload(feeds)
-                    for _ in range(3):
-                        runner.execute(uploaded)
-                    torch.cuda.synchronize()
-                    with warnings.catch_warnings(record=True) as caught:
-                        warnings.simplefilter("always")
-                        torch.cuda.set_sync_debug_mode("warn")
-                        try:
-                            runner.execute(uploaded)
-                        finally:
-                            torch.cuda.set_sync_debug_mode("default")
-                    torch.cuda.synchronize()
-                    row["host_syncs_per_forward"] = sum("synchroniz" in str(w.message) for w in caught)
-                    n = 10 if quick else (30 if batch == 1 else 12)
-                    spans, walls = [], []
-                    for _ in range(n):
-                        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                        t0 = time.perf_counter()
-                        start.record()
-                        runner.execute(uploaded)
-                        end.record()
-                        end.synchronize()
-                        walls.append((time.perf_counter() - t0) * 1000.0)
-                        spans.append(start.elapsed_time(end))
-                    row["event_span_ms_median"] = round(statistics.median(spans), 3)
-                    row["wall_ms_median"] = round(statistics.median(walls), 3)
-                    row["gpu_busy_ms"] = gpu_busy_ms(torch, lambda r=runner, u=uploaded: r.execute(u))
+                    forward = lambda r=runner, u=uploaded: r.execute(u)  # noqa: E731
+                    for _ in range(0 if target.dry_run else 3):
+                        forward()
+                    target.synchronize(torch)
+                    row["host_syncs_per_forward"] = count_syncs(torch, forward, target)
+                    n = 1 if target.dry_run else (10 if quick else (30 if batch == 1 else 12))
+                    row["event_span_ms_median"], row["wall_ms_median"] = time_forward(torch, forward, target, n)
+                    row["gpu_busy_ms"] = gpu_busy_ms(torch, forward, target)
                     row["detections"] = runner.download(runner.execute(uploaded))["num_detections"].tolist()
                     row["status"] = "ok"
             except Exception as e:  # recorded, the next variant runs
@@ -226,19 +288,23 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-tests", action="store_true")
     ap.add_argument("--quick", action="store_true", help="fewer iterations")
     ap.add_argument("--test-timeout", type=int, default=240)
+    ap.add_argument("--cpu-dry-run", action="store_true",
+                    help="run every step on the CPU at toy sizes to check this script (its figures mean nothing)")
     args = ap.parse_args(argv)
     try:
         import torch
     except ImportError:
         print("gpu_check: torch is not installed; nothing to check")
         return 0
-    if not torch.cuda.is_available():
+    target = Target(dry_run=args.cpu_dry_run)
+    if target.cuda and not torch.cuda.is_available():
         print("gpu_check: no CUDA device visible to torch on this machine; nothing to check (run it where a GPU is)")
         return 0
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
-    summary: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    env = step_environment(torch)
+    summary: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                     "mode": "cpu dry run: toy sizes, no figure means anything" if target.dry_run else "gpu"}
+    env = step_environment(torch, target)
     write(args.out, "environment.json", env)
     summary["device"] = env.get("device")
     summary["cuda_kernels"] = env.get("maskrt_cuda_kernels")
@@ -246,11 +312,11 @@ def main(argv=None) -> int:
         tests = step_tests(args.out, args.test_timeout)
         write(args.out, "tests.json", tests)
         summary["tests"] = tests.get("summary", tests.get("status"))
-    roi = step_roi_align(torch)
+    roi = step_roi_align(torch, target)
     write(args.out, "roi_align.json", roi)
     summary["roi_align_ms"] = {f"{r['method']} {r['dtype']}": r.get("events_back_to_back", r.get("status"))
                                for r in roi}
-    latency = step_latency(torch, args.quick)
+    latency = step_latency(torch, args.quick, target)
     write(args.out, "latency.json", latency)
     summary["latency"] = [{k: r.get(k) for k in ("batch", "precision", "cuda_graph", "graph_mode",
                                                   "event_span_ms_median", "wall_ms_median", "gpu_busy_ms",

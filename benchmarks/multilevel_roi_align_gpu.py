@@ -58,7 +58,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def make_problem(torch, height: int, width: int, channels: int, count: int, dtype, seed: int):
+def make_problem(torch, height: int, width: int, channels: int, count: int, dtype, seed: int, device: str = "cuda"):
     g = torch.Generator().manual_seed(seed)
     maps = [torch.randn(1, channels, math.ceil(height * s), math.ceil(width * s), generator=g).to(dtype)
             for s in SCALES]
@@ -67,7 +67,7 @@ def make_problem(torch, height: int, width: int, channels: int, count: int, dtyp
     lo = (centre - size / 2).clamp(min=0)
     hi = torch.minimum(centre + size / 2, torch.tensor([float(width), float(height)]))
     rois = torch.cat([torch.zeros(count, 1), lo, hi], dim=1)
-    return [m.cuda() for m in maps], rois.cuda()
+    return [m.to(device) for m in maps], rois.to(device)
 
 
 def min_traffic_bytes(maps, rois, channels: int, elem: int) -> int:
