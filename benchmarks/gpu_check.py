@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -98,15 +99,23 @@ def step_environment(torch, target: Target) -> dict:
 
 def step_tests(out_dir: str, timeout: int) -> dict:
     xml = os.path.join(out_dir, "tests.xml")
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-rs", "--junitxml", xml,
+    cmd = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-n", "0", "-rs", "--junitxml", xml,
            *CUDA_TESTS]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     try:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return {"status": f"timed out after {timeout} s", "command": " ".join(cmd)}
-    tail = (proc.stdout + proc.stderr).strip().splitlines()[-25:]
-    return {"returncode": proc.returncode, "summary": tail[-1] if tail else "", "tail": tail, "junit": xml}
+    except subprocess.TimeoutExpired as e:  # keep what it printed: the last lines name the test that hung
+        def text(b):
+            return (b.decode(errors="replace") if isinstance(b, bytes) else (b or "")).strip().splitlines()
+
+        return {"status": f"timed out after {timeout} s", "command": " ".join(cmd), "tail": text(e.stdout)[-25:],
+                "stderr_tail": text(e.stderr)[-10:]}
+    lines = proc.stdout.strip().splitlines()
+    # pytest's own last line ("3 passed, 2 skipped in 4.1s"); plugins may write warnings after it on stderr
+    summary = next((line for line in reversed(lines)
+                    if re.search(r"\b(passed|failed|skipped|error|errors|deselected|no tests ran)\b", line)), "")
+    return {"returncode": proc.returncode, "summary": summary.strip("= "), "tail": lines[-25:],
+            "stderr_tail": proc.stderr.strip().splitlines()[-10:], "junit": xml}
 
 
 def _summary(times: list) -> dict:
@@ -134,8 +143,11 @@ def time_graph(torch, fn, target: Target, inner: int = 20, repeats: int = 15) ->
     return _summary(times) | {"calls_per_replay": inner}
 
 
-def step_roi_align(torch, target: Target) -> list:
-    from maskrt.ops import library  # noqa: F401  (registers torch.ops.maskrt.*)
+def step_roi_align(torch, target: Target, out_dir: str) -> list:
+    from maskrt.ops import (
+        cuda_kernels,
+        library,  # noqa: F401  (registers torch.ops.maskrt.*)
+    )
     from maskrt.ops.poolers import multilevel_roi_align
 
     rows = []
@@ -148,6 +160,16 @@ def step_roi_align(torch, target: Target) -> list:
                 maps, rois, SCALES, 7, 7, 2, False, "avg", 224, 4),
             "maskrt_pytorch_op": lambda maps=maps, rois=rois: multilevel_roi_align(maps, rois, 7, 2, scales=SCALES),
         }
+        notes = {"maskrt_cuda_kernel": "the custom op's CPU implementation (dry run)" if not target.cuda else
+                 "the registered CUDA kernel",
+                 "torchvision_multiscale": "boxes in the maps' dtype (torchvision's rule); in fp16 box areas above "
+                 "65504 px^2 overflow and map to the coarsest level, so its fp16 difference mixes level errors "
+                 "with pooling; not captured in a CUDA graph (its level mapping calls nonzero, a host sync)"}
+        if target.cuda and not cuda_kernels.registered():
+            # Without the kernels the op runs its PyTorch code: timing it under this name would mislabel it.
+            del methods["maskrt_cuda_kernel"]
+            rows.append({"method": "maskrt_cuda_kernel", "dtype": name, "status": "unavailable: " + (
+                cuda_kernels.registration_error() or "the CUDA kernels are not registered")})
         try:
             from torchvision.ops import MultiScaleRoIAlign
 
@@ -161,17 +183,23 @@ def step_roi_align(torch, target: Target) -> list:
             reference = multilevel_roi_align([m.float() for m in maps], rois, 7, 2, scales=SCALES)
             for method, fn in methods.items():
                 row = {"method": method, "dtype": name}
+                if method in notes:
+                    row["note"] = notes[method]
                 try:
                     row["max_abs_diff_vs_fp32_pytorch_op"] = float((fn().float() - reference).abs().max())
                     row["events_back_to_back"] = time_events(torch, fn, target)
-                    try:
-                        row["cuda_graph"] = time_graph(torch, fn, target)
-                    except Exception as e:  # a host sync inside makes capture fail
-                        row["cuda_graph"] = f"not capturable: {str(e).splitlines()[0][:200]}"
+                    if method == "torchvision_multiscale":
+                        row["cuda_graph"] = "not attempted: nonzero in its level mapping synchronises"
+                    else:
+                        try:
+                            row["cuda_graph"] = time_graph(torch, fn, target)
+                        except Exception as e:  # a host sync inside makes capture fail
+                            row["cuda_graph"] = f"not capturable: {str(e).splitlines()[0][:200]}"
                     row["status"] = "ok"
                 except Exception as e:
                     row["status"] = f"failed: {str(e).splitlines()[0][:300]}"
                 rows.append(row)
+                write(out_dir, "roi_align.json", rows)  # row by row: a run cut short keeps what it measured
                 print(f"roi_align {name} {method}: {row.get('events_back_to_back', row['status'])}")
     return rows
 
@@ -201,11 +229,13 @@ def gpu_busy_ms(torch, fn, target: Target, iterations: int = 3) -> float | None:
         for _ in range(iterations):
             fn()
         torch.cuda.synchronize()
-    total = 0.0
+    total, seen = 0.0, 0
     for evt in prof.events():
-        if str(getattr(evt, "device_type", "")).endswith("CUDA"):
+        # kernels only: copies and memsets are device activity too, but not compute
+        if str(getattr(evt, "device_type", "")).endswith("CUDA") and not evt.name.startswith(("Memcpy", "Memset")):
             total += getattr(evt, "self_device_time_total", getattr(evt, "self_cuda_time_total", 0.0))
-    return round(total / 1000.0 / iterations, 3)
+            seen += 1
+    return round(total / 1000.0 / iterations, 3) if seen else None  # None: the profiler recorded no kernel
 
 
 def count_syncs(torch, fn, target: Target) -> int | None:
@@ -242,7 +272,7 @@ def time_forward(torch, fn, target: Target, n: int) -> tuple[float | None, float
     return (round(statistics.median(spans), 3) if spans else None), round(statistics.median(walls), 3)
 
 
-def step_latency(torch, quick: bool, target: Target) -> list:
+def step_latency(torch, quick: bool, target: Target, out_dir: str) -> list:
     from maskrt.backends import TorchRunner
     from maskrt.data.images import sample_images
     from maskrt.inference.predictor import make_batch, prepare
@@ -252,10 +282,13 @@ def step_latency(torch, quick: bool, target: Target) -> list:
     variants = [("fp32", False), ("fp16", False), ("fp16", True)]
     for batch in target.batches:
         for precision, graph in variants:
-            row = {"batch": batch, "precision": precision, "cuda_graph": graph}
+            row = {"batch": batch, "precision": precision, "cuda_graph": graph,
+                   # PyTorch's default: "fp32" convolutions run on TF32 tensor cores unless this is False
+                   "tf32_convolutions": bool(torch.backends.cudnn.allow_tf32) if target.cuda else None}
             if graph and not target.cuda:
                 row["status"] = "not run: CUDA graphs need a GPU (dry run)"
                 rows.append(row)
+                write(out_dir, "latency.json", rows)
                 continue
             try:
                 with TorchRunner(model, target.canvas, batch, device=target.device, precision=precision,
@@ -279,6 +312,7 @@ def step_latency(torch, quick: bool, target: Target) -> list:
                 row["status"] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
             print(f"latency {row}")
             rows.append(row)
+            write(out_dir, "latency.json", rows)  # row by row: a run cut short keeps what it measured
     return rows
 
 
@@ -296,6 +330,8 @@ def main(argv=None) -> int:
     except ImportError:
         print("gpu_check: torch is not installed; nothing to check")
         return 0
+    # PyTorch's own guard against CUPTI teardown crashes when the profiler runs again with CUDA graphs alive
+    os.environ.setdefault("TEARDOWN_CUPTI", "0")
     target = Target(dry_run=args.cpu_dry_run)
     if target.cuda and not torch.cuda.is_available():
         print("gpu_check: no CUDA device visible to torch on this machine; nothing to check (run it where a GPU is)")
@@ -308,17 +344,18 @@ def main(argv=None) -> int:
     write(args.out, "environment.json", env)
     summary["device"] = env.get("device")
     summary["cuda_kernels"] = env.get("maskrt_cuda_kernels")
+    write(args.out, "summary.json", summary)  # after each step: a run cut short keeps its summary so far
     if not args.skip_tests:
         tests = step_tests(args.out, args.test_timeout)
         write(args.out, "tests.json", tests)
         summary["tests"] = tests.get("summary", tests.get("status"))
-    roi = step_roi_align(torch, target)
-    write(args.out, "roi_align.json", roi)
+        write(args.out, "summary.json", summary)
+    roi = step_roi_align(torch, target, args.out)
     summary["roi_align_ms"] = {f"{r['method']} {r['dtype']}": r.get("events_back_to_back", r.get("status"))
                                for r in roi}
-    latency = step_latency(torch, args.quick, target)
-    write(args.out, "latency.json", latency)
-    summary["latency"] = [{k: r.get(k) for k in ("batch", "precision", "cuda_graph", "graph_mode",
+    write(args.out, "summary.json", summary)
+    latency = step_latency(torch, args.quick, target, args.out)
+    summary["latency"] = [{k: r.get(k) for k in ("batch", "precision", "cuda_graph", "graph_mode", "tf32_convolutions",
                                                   "event_span_ms_median", "wall_ms_median", "gpu_busy_ms",
                                                   "host_syncs_per_forward", "status")} for r in latency]
     summary["total_s"] = round(time.perf_counter() - t0, 1)

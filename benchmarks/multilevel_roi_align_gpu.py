@@ -115,6 +115,13 @@ def time_cuda_graph(torch, fn, repeats: int, inner: int = 20) -> list[float] | N
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             fn()
+            # A call that synchronises would fail the capture, and before PyTorch 2.12 a failed capture can leave
+            # the allocator unable to capture again in this process: find it with syncs made errors instead.
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                fn()
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):

@@ -1,6 +1,7 @@
 """CUDA kernels for maskrt's custom ops, registered for torch.library's CUDA dispatch key.
 
-:func:`register_cuda_kernels` compiles ``maskrt/plugins/csrc/torch_ext/maskrt_torch_cuda.cu`` on first use with
+:func:`register_cuda_kernels` compiles ``maskrt/plugins/csrc/torch_ext/maskrt_torch_cuda.cu`` (with the C ABI's
+``mlra_common.cpp``) on first use with
 ``torch.utils.cpp_extension.load`` (needs nvcc and a CUDA build of PyTorch; the build is cached by PyTorch under
 ``TORCH_EXTENSIONS_DIR``) and registers:
 
@@ -29,6 +30,10 @@ SOURCE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
                       "maskrt_torch_cuda.cu")
 MLRA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "plugins", "csrc",
                         "multilevel_roi_align")
+# Everything the extension links: the kernels, and the C ABI's host functions they call (status strings). The link
+# of a Python extension leaves undefined symbols to import time, so a missing file shows only as an ImportError
+# on the GPU machine; tests/ops/test_cuda_kernels.py links these here and looks for undefined maskrt symbols.
+SOURCES = [SOURCE, os.path.join(MLRA_DIR, "mlra_common.cpp")]
 
 
 def enabled() -> bool:
@@ -45,7 +50,7 @@ def load_extension(verbose: bool = False):
     try:
         from torch.utils.cpp_extension import load
 
-        _STATE["ext"] = load(name="maskrt_torch_cuda", sources=[SOURCE], extra_include_paths=[MLRA_DIR],
+        _STATE["ext"] = load(name="maskrt_torch_cuda", sources=SOURCES, extra_include_paths=[MLRA_DIR],
                              extra_cuda_cflags=["-O3"], verbose=verbose)
     except Exception as e:  # compiler missing, CPU-only torch, ...
         lines = [line for line in str(e).strip().splitlines() if line.strip()]
@@ -125,6 +130,11 @@ def register_cuda_kernels(verbose: bool = False) -> bool:
 
     _STATE["registered"] = True
     return True
+
+
+def registered() -> bool:
+    """Whether the CUDA kernels serve the custom ops in this process (else CUDA tensors run their PyTorch code)."""
+    return bool(_STATE["registered"])
 
 
 def registration_error() -> Optional[str]:

@@ -48,10 +48,15 @@ def cpu_out(model, feeds):
 
 @pytest.fixture(autouse=True)
 def no_tf32():
-    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    """Full fp32 arithmetic, and cuDNN's deterministic algorithms: the runs below are compared with torch.equal,
+    and cuDNN may otherwise pick an algorithm that accumulates with atomics (the mask head's transposed
+    convolution)."""
+    cudnn = torch.backends.cudnn
+    old = torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark
+    torch.backends.cuda.matmul.allow_tf32 = cudnn.allow_tf32 = False
+    cudnn.deterministic, cudnn.benchmark = True, False
     yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+    torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32, cudnn.deterministic, cudnn.benchmark = old
 
 
 def _run(model, feeds, **kw):

@@ -52,6 +52,7 @@ def test_gpu_check_dry_run_runs_every_step(tmp_path):
             assert row["max_abs_diff_vs_fp32_pytorch_op"] <= tolerance, row
             assert row["events_back_to_back"]["median_ms"] > 0
             assert row["cuda_graph"].startswith("not measured")
+    assert rows[("maskrt_cuda_kernel", "fp32")]["note"].endswith("CPU implementation (dry run)")
 
     # Latency: every variant that can run on a CPU ran and detected something in each image of the batch.
     latency = json.loads((out / "latency.json").read_text())
@@ -65,6 +66,7 @@ def test_gpu_check_dry_run_runs_every_step(tmp_path):
         assert len(row["detections"]) == row["batch"] and min(row["detections"]) > 0, row
         assert row["wall_ms_median"] > 0 and row["event_span_ms_median"] is None
         assert row["host_syncs_per_forward"] is None and row["gpu_busy_ms"] is None
+        assert row["tf32_convolutions"] is None
     assert [r["status"] for r in summary["latency"]] == [r["status"] for r in latency]
 
 

@@ -98,6 +98,7 @@ class GraphedModule(nn.Module):
         with torch.cuda.stream(side):
             for _ in range(self.warmup):
                 self.module(*args)
+            self._probe_sync_free(args)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         try:
@@ -108,6 +109,21 @@ class GraphedModule(nn.Module):
             raise MaskrtError(f"CUDA graph capture of {type(self.module).__name__} failed: {first}; run without "
                               "--cuda-graph") from e
         return _Captured(static, outputs, graph)
+
+    def _probe_sync_free(self, args) -> None:
+        """Run the module once more with PyTorch's synchronising operations made errors. A capture that meets one
+        fails, and before PyTorch 2.12 a failed capture can leave the caching allocator unable to capture again in
+        the process (its capture is never closed); found here, the failure costs nothing."""
+        previous = torch.cuda.get_sync_debug_mode()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            self.module(*args)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise MaskrtError(f"{type(self.module).__name__} cannot be captured in a CUDA graph: it waits for the GPU "
+                              f"on the host ({first}); run without --cuda-graph") from e
+        finally:
+            torch.cuda.set_sync_debug_mode(previous)
 
     def _replay(self, cap: _Captured, spec) -> None:
         if self.mode == "cuda":
