@@ -30,24 +30,18 @@ class BoxCoder:
         Returns:
             (..., C, 4) decoded XYXY boxes.
         """
-        boxes = boxes.to(deltas.dtype)
-        widths = boxes[..., 2] - boxes[..., 0]
-        heights = boxes[..., 3] - boxes[..., 1]
-        ctr_x = boxes[..., 0] + 0.5 * widths
-        ctr_y = boxes[..., 1] + 0.5 * heights
+        # Written on (x, y) pairs, two coordinates per operator: each element goes through the same arithmetic,
+        # in the same order, as coordinate by coordinate (bit-identical), in a third of the operators.
+        boxes = boxes.to(deltas.dtype)[..., None, :]  # (..., 1, 4): one reference box for the C deltas
+        size = boxes[..., 2:] - boxes[..., :2]  # (w, h)
+        centre = boxes[..., :2] + 0.5 * size
         d = deltas.reshape(*deltas.shape[:-1], -1, 4)
         wx, wy, ww, wh = self.weights
-        dx = d[..., 0] / wx
-        dy = d[..., 1] / wy
-        dw = torch.clamp(d[..., 2] / ww, max=self.bbox_xform_clip)
-        dh = torch.clamp(d[..., 3] / wh, max=self.bbox_xform_clip)
-        pred_ctr_x = dx * widths[..., None] + ctr_x[..., None]
-        pred_ctr_y = dy * heights[..., None] + ctr_y[..., None]
-        pred_w = torch.exp(dw) * widths[..., None]
-        pred_h = torch.exp(dh) * heights[..., None]
-        half_w = 0.5 * pred_w
-        half_h = 0.5 * pred_h
-        return torch.stack((pred_ctr_x - half_w, pred_ctr_y - half_h, pred_ctr_x + half_w, pred_ctr_y + half_h), dim=-1)
+        shift = _divide(d[..., :2], wx, wy)
+        scale = torch.clamp(_divide(d[..., 2:], ww, wh), max=self.bbox_xform_clip)
+        pred_centre = shift * size + centre
+        half = 0.5 * (torch.exp(scale) * size)
+        return torch.cat((pred_centre - half, pred_centre + half), dim=-1)
 
     def encode(self, reference_boxes: Tensor, proposals: Tensor) -> Tensor:
         """Deltas that take ``proposals`` (N, 4) to ``reference_boxes`` (N, 4) -> (N, 4)."""
@@ -64,3 +58,11 @@ class BoxCoder:
             (wx * (gt_cx - ex_cx) / ex_w, wy * (gt_cy - ex_cy) / ex_h, ww * torch.log(gt_w / ex_w), wh * torch.log(gt_h / ex_h)),
             dim=1,
         )
+
+
+def _divide(pair: Tensor, first: float, second: float) -> Tensor:
+    """``pair`` (..., 2) divided by (first, second); a division by 1.0 is skipped (it returns its input exactly)."""
+    if first == second:
+        return pair if first == 1.0 else pair / first
+    # Python scalars, not a tensor made from them: on CUDA that would be a host-to-device copy (a sync).
+    return torch.cat((pair[..., :1] / first, pair[..., 1:] / second), dim=-1)

@@ -47,12 +47,19 @@ class ValidRegion:
             self._masks[key] = torch.div(self.extents + (stride - 1), stride, rounding_mode="floor")
         return self._masks[key]
 
+    def _positions(self, height, width) -> tuple[Tensor, Tensor]:
+        """(h,) and (w,) int64 row and column numbers of a map (made once per forward and map size)."""
+        key = ("positions", height, width)
+        if key not in self._masks:
+            device = self.extents.device
+            self._masks[key] = (torch.arange(height, device=device), torch.arange(width, device=device))
+        return self._masks[key]
+
     def _valid(self, height, width, stride: int) -> tuple[Tensor, Tensor]:
         key = ("valid", stride, height, width)
         if key not in self._masks:
             ext = self.feature_extents(stride)
-            rows = torch.arange(height, device=ext.device)
-            cols = torch.arange(width, device=ext.device)
+            rows, cols = self._positions(height, width)
             self._masks[key] = (rows[None, :] < ext[:, :1], cols[None, :] < ext[:, 1:])  # (B, h), (B, w)
         return self._masks[key]
 
@@ -76,8 +83,7 @@ class ValidRegion:
         """
         h, w = t.shape[-2], t.shape[-1]
         ext = self.feature_extents(self.stride_of(self.canvas[0], h))
-        rows = torch.arange(h, device=ext.device)
-        cols = torch.arange(w, device=ext.device)
+        rows, cols = self._positions(h, w)
         at_col = (cols[None, :] == ext[:, 1:])[:, None, None, :]  # (B, 1, 1, w)
         previous_col = torch.cat([t[..., :1], t[..., :-1]], dim=-1)
         t = torch.where(at_col, previous_col, t)
@@ -100,10 +106,11 @@ class ValidRegion:
         h, w = feature.shape[-2], feature.shape[-1]
         stride = self.stride_of(self.canvas[0], h)
         ext = self.feature_extents(stride)  # (B, 2)
-        own_stride = torch.div(self.extents, ext, rounding_mode="floor").to(torch.int32)  # (B, 2)
+        own_stride = torch.div(self.extents, ext, rounding_mode="floor")  # (B, 2) int64
         rows, cols = self._valid(h, w, stride)
-        shift_y = torch.arange(h, dtype=torch.int32, device=base.device)[None, :] * own_stride[:, :1]  # (B, h)
-        shift_x = torch.arange(w, dtype=torch.int32, device=base.device)[None, :] * own_stride[:, 1:]  # (B, w)
+        y, x = self._positions(h, w)
+        shift_y = y[None, :] * own_stride[:, :1]  # (B, h), int64: exact, as the float anchors it makes
+        shift_x = x[None, :] * own_stride[:, 1:]  # (B, w)
         b = shift_x.shape[0]
         sx = shift_x[:, None, :].expand(b, h, w)
         sy = shift_y[:, :, None].expand(b, h, w)

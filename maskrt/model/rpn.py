@@ -22,15 +22,13 @@ from maskrt.ops.select import topk_stable
 
 def clip_to_sizes(boxes: Tensor, sizes: Tensor) -> Tensor:
     """Clip (B, ..., 4) XYXY boxes to per-image ``sizes`` (B, 2) = (height, width); (1, 2) serves every image."""
-    shape = (-1,) + (1,) * (boxes.dim() - 2)
-    h = sizes[:, 0].to(boxes.dtype).reshape(shape)
-    w = sizes[:, 1].to(boxes.dtype).reshape(shape)
+    sizes = sizes.to(boxes.dtype)
+    # (w, h, w, h) per image, broadcast over the middle dimensions: one maximum and one minimum for all coordinates
+    # (the same min(max(x, 0), bound) per element as coordinate by coordinate).
+    bounds = torch.stack((sizes[:, 1], sizes[:, 0], sizes[:, 1], sizes[:, 0]), dim=-1)
+    bounds = bounds.reshape((-1,) + (1,) * (boxes.dim() - 2) + (4,))
     zero = torch.zeros((), dtype=boxes.dtype, device=boxes.device)
-    x1 = torch.minimum(torch.maximum(boxes[..., 0], zero), w)
-    y1 = torch.minimum(torch.maximum(boxes[..., 1], zero), h)
-    x2 = torch.minimum(torch.maximum(boxes[..., 2], zero), w)
-    y2 = torch.minimum(torch.maximum(boxes[..., 3], zero), h)
-    return torch.stack((x1, y1, x2, y2), dim=-1)
+    return torch.minimum(torch.maximum(boxes, zero), bounds)
 
 
 def flatten_level(logits: Tensor, deltas: Tensor) -> tuple[Tensor, Tensor]:
@@ -43,7 +41,9 @@ def flatten_level(logits: Tensor, deltas: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def side_at_least(boxes: Tensor, min_size: float) -> Tensor:
-    return ((boxes[..., 2] - boxes[..., 0]) >= min_size) & ((boxes[..., 3] - boxes[..., 1]) >= min_size)
+    """(...) bool: both sides of each XYXY box are at least ``min_size``."""
+    ok = (boxes[..., 2:] - boxes[..., :2]) >= min_size
+    return ok[..., 0] & ok[..., 1]
 
 
 class RegionProposalNetwork(nn.Module):
@@ -117,16 +117,19 @@ class RegionProposalNetwork(nn.Module):
                 anc = anc[None].expand(obj.shape[0], -1, -1)
             if ok is not None:
                 obj = torch.where(ok, obj, torch.full_like(obj, float("-inf")))
-            if fixed_k:  # append pre_n never-chosen-first candidates: top-k of pre_n always exists
+            # fixed_k: append pre_n never-chosen-first candidates so that top-k of pre_n always exists. Running (not
+            # tracing) a level that has pre_n candidates already, the padding could never be chosen before them
+            # (the stable top-k prefers lower indices among equal -inf scores) and is skipped: ten operators a level.
+            tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+            padded = fixed_k and (tracing or obj.shape[1] < pre_n)
+            if padded:
                 b = obj.shape[0]
                 obj = torch.cat([obj, obj.new_full((b, pre_n), float("-inf"))], dim=1)
                 dl = torch.cat([dl, dl.new_zeros((b, pre_n, 4))], dim=1)
                 anc = torch.cat([anc, anc.new_zeros((b, pre_n, 4))], dim=1)
                 ok = torch.cat([ok if ok is not None else torch.ones_like(obj[:, :-pre_n], dtype=torch.bool),
                                 torch.zeros((b, pre_n), dtype=torch.bool, device=obj.device)], dim=1)
-                k = pre_n
-            else:
-                k = min(pre_n, obj.shape[1])
+            k = pre_n if padded else min(pre_n, obj.shape[1])
             top, idx = topk_stable(obj, k, dim=1)
             sel = torch.gather(dl, 1, idx[..., None].expand(-1, -1, 4))
             ref = torch.gather(anc, 1, idx[..., None].expand(-1, -1, 4))

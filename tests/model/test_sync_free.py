@@ -14,10 +14,12 @@ from maskrt.model.presets import get_preset, load_model
 from maskrt.profiling.opcount import DataDependentOpError, OpCounter, count_ops, run_on_fake_tensors
 
 # Operators dispatched per forward outside the custom ops, BatchNorm folded (as the torch runner runs on CUDA),
-# measured on this code: shapes at 384x384 batch 2 gives 824 (views included); R50-FPN batch 1 gives 897 (at
-# 800x1344 in benchmarks/op_count.py, and at the smaller canvas here). The budgets leave a little room; the goal (<= 700 at R50 800x1344) is tracked in
-# benchmarks/op_count.py, with and without views.
-BUDGET = {"shapes": 850, "maskrcnn_resnet50_fpn": 920}
+# measured on this code: shapes at 384x384 batch 2 gives 705 (views included); R50-FPN batch 1 gives 770 (at
+# 800x1344 in benchmarks/op_count.py, and at the smaller canvas with fewer proposals here: a level with fewer
+# anchors than the RPN's pre-NMS top-n adds ten operators of padding, and both cases have one, P6). The budgets
+# leave a little room; the goal (<= 700 at R50 800x1344) is tracked in benchmarks/op_count.py, with and
+# without views.
+BUDGET = {"shapes": 720, "maskrcnn_resnet50_fpn": 790}
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +80,8 @@ def test_deploy_forward_has_no_data_dependent_ops(shapes_model, precision):
 
 
 def test_r50_forward_budget():
-    # Fewer proposals than the preset's 1000 keep the CPU custom ops quick; the operator count outside them does
-    # not depend on it (every shape is fixed).
+    # Fewer proposals than the preset's 1000 keep the CPU custom ops quick; the operator count outside them is the
+    # same as at 800x1344 with 1000 (every shape is fixed, and P6 is the one level padded to the top-n in both).
     model = load_model("maskrcnn_resnet50_fpn", random_weights=True, rpn_pre_nms_top_n_test=200,
                        rpn_post_nms_top_n_test=200)
     deploy = DeployMaskRCNN(model, fold_batchnorm=True).eval()
