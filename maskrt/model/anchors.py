@@ -36,6 +36,8 @@ class AnchorGenerator(nn.Module):
         # forward never copies them from the host.
         for i, (s, a) in enumerate(zip(self.sizes, self.aspect_ratios)):
             self.register_buffer(f"cell_anchors_{i}", cell_anchors(s, a), persistent=False)
+        # maskrt.model.region.AnchorTable per map sizes and device, for the deploy forward (not state)
+        self.tables: dict = {}
 
     @property
     def cell_anchors(self) -> list[Tensor]:
@@ -45,6 +47,7 @@ class AnchorGenerator(nn.Module):
     def _apply(self, fn, recurse=True):
         # Anchors stay float32 under ``.half()``: their coordinates need float32 at image scale.
         super()._apply(fn, recurse)
+        self.tables = {}  # built again where the anchors now live
         for i in range(len(self.sizes)):
             name = f"cell_anchors_{i}"
             buf = self._buffers[name]

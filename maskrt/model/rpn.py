@@ -88,10 +88,13 @@ class RegionProposalNetwork(nn.Module):
             anchors = self.anchor_generator(padded_size, [f.shape[-2:] for f in features], torch.float32,
                                             features[0].device)
             return self.propose(logits, deltas, anchors, image_sizes)
-        grids = [region.anchor_grid(f, base.to(features[0].device))
-                 for f, base in zip(features, self.anchor_generator.cell_anchors)]
-        return self.propose(logits, deltas, [a for a, _ in grids], image_sizes,
-                            anchor_valid=[v for _, v in grids], fixed_k=True)
+        bases = [base.to(features[0].device) for base in self.anchor_generator.cell_anchors]
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():  # level by level: follows dynamic map sizes
+            grids = [region.anchor_grid(f, base) for f, base in zip(features, bases)]
+            anchors, valid = [a for a, _ in grids], [v for _, v in grids]
+        else:  # the same anchors from a table kept per map sizes: a dozen operators for all levels
+            anchors, valid = region.anchor_grids(features, bases, self.anchor_generator.tables)
+        return self.propose(logits, deltas, anchors, image_sizes, anchor_valid=valid, fixed_k=True)
 
     def propose(self, logits: Sequence[Tensor], deltas: Sequence[Tensor], anchors: Sequence[Tensor], image_sizes: Tensor,
                 pre_nms_top_n: Optional[int] = None, post_nms_top_n: Optional[int] = None,

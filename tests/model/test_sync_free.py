@@ -13,13 +13,13 @@ from maskrt.model.fold import fold_batchnorm
 from maskrt.model.presets import get_preset, load_model
 from maskrt.profiling.opcount import DataDependentOpError, OpCounter, count_ops, run_on_fake_tensors
 
-# Operators dispatched per forward outside the custom ops, BatchNorm folded (as the torch runner runs on CUDA),
-# measured on this code: shapes at 384x384 batch 2 gives 705 (views included); R50-FPN batch 1 gives 770 (at
-# 800x1344 in benchmarks/op_count.py, and at the smaller canvas with fewer proposals here: a level with fewer
-# anchors than the RPN's pre-NMS top-n adds ten operators of padding, and both cases have one, P6). The budgets
-# leave a little room; the goal (<= 700 at R50 800x1344) is tracked in benchmarks/op_count.py, with and
-# without views.
-BUDGET = {"shapes": 720, "maskrcnn_resnet50_fpn": 790}
+# Operators dispatched per forward outside the custom ops, BatchNorm folded (as the torch runner runs on CUDA), once
+# warm (the first forward at a canvas size also builds the anchor table kept for it, ~100 operators, once), measured
+# on this code: shapes at 384x384 batch 2 gives 597 (views included); R50-FPN batch 1 gives 662 (at 800x1344 in
+# benchmarks/op_count.py, and at the smaller canvas with fewer proposals here: a level with fewer anchors than the
+# RPN's pre-NMS top-n adds ten operators of padding, and both cases have one, P6). The budgets leave a little room;
+# the goal is <= 700 at R50 800x1344 (benchmarks/op_count.py, with and without views).
+BUDGET = {"shapes": 610, "maskrcnn_resnet50_fpn": 680}
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +72,12 @@ def test_deploy_forward_has_no_data_dependent_ops(shapes_model, precision):
     if precision == "fp16":  # fp16 convolutions have no CPU kernel in every build: count on fake tensors only
         run_on_fake_tensors(deploy, images, sizes)
         return
+    _, first = count_ops(deploy, images, sizes, strict=True)  # builds the anchor table: no host reads either
     out, counts = count_ops(deploy, images, sizes, strict=True)
-    assert counts.data_dependent_outside() == []
+    assert first.data_dependent_outside() == [] and counts.data_dependent_outside() == []
     assert counts.custom == {"batched_nms_mask": 2, "multilevel_roi_align": 2}
     assert counts.total_outside <= BUDGET["shapes"], counts.summary()
+    assert first.total_outside > counts.total_outside  # the table, once
     run_on_fake_tensors(deploy, images, sizes)
 
 
@@ -87,6 +89,7 @@ def test_r50_forward_budget():
     deploy = DeployMaskRCNN(model, fold_batchnorm=True).eval()
     assert deploy.folded_batchnorms == 53
     images, sizes = _inputs(1, 256, 320)
+    count_ops(deploy, images, sizes, strict=True)  # the first forward at this canvas builds its anchor table
     _, counts = count_ops(deploy, images, sizes, strict=True)
     assert counts.data_dependent_outside() == []
     assert counts.total_outside <= BUDGET["maskrcnn_resnet50_fpn"], counts.summary()
