@@ -219,23 +219,13 @@ def confident_model(torch, arch: str = "maskrcnn_resnet50_fpn"):
 
 
 def gpu_busy_ms(torch, fn, target: Target, iterations: int = 3) -> float | None:
+    """Kernel time per call (maskrt.profiling.measure.gpu_busy_ms, what `maskrt profile` reports); None on the CPU."""
     if not target.cuda:
         return None
-    try:
-        from torch.profiler import ProfilerActivity, profile
-    except ImportError:
-        return None
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(iterations):
-            fn()
-        torch.cuda.synchronize()
-    total, seen = 0.0, 0
-    for evt in prof.events():
-        # kernels only: copies and memsets are device activity too, but not compute
-        if str(getattr(evt, "device_type", "")).endswith("CUDA") and not evt.name.startswith(("Memcpy", "Memset")):
-            total += getattr(evt, "self_device_time_total", getattr(evt, "self_cuda_time_total", 0.0))
-            seen += 1
-    return round(total / 1000.0 / iterations, 3) if seen else None  # None: the profiler recorded no kernel
+    from maskrt.profiling.measure import gpu_busy_ms as busy
+
+    value = busy(fn, iterations)
+    return None if value is None else round(value, 3)
 
 
 def count_syncs(torch, fn, target: Target) -> int | None:
@@ -330,8 +320,6 @@ def main(argv=None) -> int:
     except ImportError:
         print("gpu_check: torch is not installed; nothing to check")
         return 0
-    # PyTorch's own guard against CUPTI teardown crashes when the profiler runs again with CUDA graphs alive
-    os.environ.setdefault("TEARDOWN_CUPTI", "0")
     target = Target(dry_run=args.cpu_dry_run)
     if target.cuda and not torch.cuda.is_available():
         print("gpu_check: no CUDA device visible to torch on this machine; nothing to check (run it where a GPU is)")

@@ -162,6 +162,47 @@ class _Timer:
         return out, self.start.elapsed_time(self.stop), enqueue
 
 
+GPU_BUSY_RUNS = 5
+GPU_BUSY_SOURCE = ("sum of the CUDA kernel times torch.profiler (CUPTI) recorded over {n} executions, per "
+                   "execution; copies and memsets excluded")
+
+
+def kernel_ms(events) -> Optional[float]:
+    """Total ms of the CUDA kernels among profiler ``events`` (``torch.profiler.profile(...).events()``): device
+    events other than copies and memsets. None when there is none (nothing was recorded)."""
+    total, seen = 0.0, 0
+    for evt in events:
+        if not str(getattr(evt, "device_type", "")).endswith("CUDA"):
+            continue
+        if str(getattr(evt, "name", "")).startswith(("Memcpy", "Memset")):
+            continue
+        total += float(getattr(evt, "self_device_time_total", getattr(evt, "self_cuda_time_total", 0.0)))
+        seen += 1
+    return total / 1000.0 if seen else None
+
+
+def gpu_busy_ms(fn: Callable[[], object], runs: int = GPU_BUSY_RUNS) -> Optional[float]:
+    """The GPU's busy time per call of ``fn``: the sum of its CUDA kernel times (torch.profiler) over ``runs`` calls,
+    divided by ``runs``. Beside the event span of a call it shows how much of that span the GPU computed: a span
+    much longer than the busy time means the GPU waited for the host (launches, syncs). None without a CUDA build of
+    torch, or when the profiler recorded no kernel."""
+    try:
+        import torch
+        from torch.profiler import ProfilerActivity, profile
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    os.environ.setdefault("TEARDOWN_CUPTI", "0")  # PyTorch's guard against a CUPTI teardown crash with CUDA graphs
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(runs):
+            fn()
+        torch.cuda.synchronize()
+    total = kernel_ms(prof.events())
+    return None if total is None else total / runs
+
+
 def _loop(step: Callable[[int], None], settings: ProfileSettings, hook: ProgressHook, label: str,
           warmup: bool) -> int:
     """Call ``step(i)`` until the warm-up or measurement budget is spent; return the count."""
@@ -224,6 +265,7 @@ def measure_runner(runner, spec: RunnerSpec, images: list, batch: int, settings:
     except KeyboardInterrupt:
         run.status = "interrupted"
         run.notes.append("interrupted (Ctrl-C): the figures hold what was measured before")
+    _measure_gpu_busy(run, runner, timer, batches.uploaded[0])
     run.memory["peak_rss_mb"] = peak_rss_mb()
     if cuda_mem:
         run.memory["peak_gpu_mb"] = timer.torch.cuda.max_memory_allocated(runner.device) / 2**20
@@ -233,6 +275,24 @@ def measure_runner(runner, spec: RunnerSpec, images: list, batch: int, settings:
         run.memory["gpu_note"] = f"not measured: the {runner.backend} backend's GPU memory is outside torch's allocator"
     run.warnings.extend(warnings_for(run))
     return run
+
+
+def _measure_gpu_busy(run: Run, runner, timer: _Timer, uploaded) -> None:
+    """``run.gpu_busy`` for a runner timed with CUDA events, after its timed runs (the profiler's own overhead is
+    not in them)."""
+    if not timer.cuda or run.status != "ok":
+        return
+    try:
+        with timer.torch.cuda.device(runner.device):
+            busy = gpu_busy_ms(lambda: runner.execute(uploaded))
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # the figure is optional; the timed figures stand without it
+        run.notes.append(f"GPU-busy time not measured: {one_line(e)}")
+        return
+    if busy is not None:
+        run.gpu_busy = {"ms_per_execute": busy, "executions": GPU_BUSY_RUNS,
+                        "source": GPU_BUSY_SOURCE.format(n=GPU_BUSY_RUNS)}
 
 
 def _describe(run: Run, runner, spec: RunnerSpec, timer: _Timer, stages: bool = False) -> None:
@@ -362,6 +422,8 @@ def bench(specs: Sequence[RunnerSpec], batch: Optional[int] = None, settings: Op
             round_no += 1
             hook.update(sum(len(r.figures["model"].times_ms) for r in report.runs if "model" in r.figures),
                         sum(elapsed.values()))
+        for run, runner, timer, data in live:
+            _measure_gpu_busy(run, runner, timer, data.uploaded[0])
     except KeyboardInterrupt:
         report.interrupted = True
         for run, *_ in live:

@@ -83,6 +83,8 @@ class Run:
     notes: list = field(default_factory=list)
     accuracy: Optional[dict] = None
     layers: list = field(default_factory=list)  # per-layer profile: name, mean_ms, percent, runs (TensorRT)
+    # CUDA only: {"ms_per_execute", "executions", "source"}, the kernels' time beside the model figure's event span
+    gpu_busy: Optional[dict] = None
 
     def stat(self, figure: str = "model") -> Optional[Stats]:
         f = self.figures.get(figure)
@@ -150,7 +152,13 @@ def warnings_for(run: Run) -> list[str]:
         out.append(f"model latency varies: coefficient of variation {model.cv:.1%} > {CV_WARNING:.1%}; the machine "
                    "is noisy (other load, frequency scaling, thermal limits): compare figures from one run only")
     enqueue = run.stat("enqueue")
-    if enqueue is not None and enqueue.median >= 0.8 * model.median:
+    busy = (run.gpu_busy or {}).get("ms_per_execute")
+    launch_bound = enqueue is not None and enqueue.median >= 0.8 * model.median
+    if busy is not None and busy < 0.8 * model.median and not launch_bound:
+        out.append(f"the GPU is busy {busy:.3g} ms of the {model.median:.3g} ms event span (median; sum of kernel "
+                   f"times): {1 - busy / model.median:.0%} of it the GPU waits (for launches, host syncs inside "
+                   "execute(), or copies)")
+    if launch_bound:
         hint = ("CUDA graphs are on, yet launches still dominate" if run.cuda_graph
                 else "try --cuda-graph to replay the network's kernels from a CUDA graph")
         out.append(f"host overhead: enqueueing takes {enqueue.median:.3g} ms of the {model.median:.3g} ms event span "

@@ -35,11 +35,11 @@ def terminal_rows(report: LatencyReport) -> tuple[list[str], list[list[str]]]:
     row is not ok."""
     header, rows = summary_rows(report)
     if report.kind == "bench":
-        keep = ["model", "backend", "precision", "status", "file size", "median ms", "p99 ms", "FPS", "ratio", "bbox AP",
-                "segm AP"]
+        keep = ["model", "backend", "precision", "status", "file size", "median ms", "GPU busy ms", "p99 ms", "FPS",
+                "ratio", "bbox AP", "segm AP"]
     else:
-        keep = ["model", "backend", "batch", "status", "median ms", "p90 ms", "p99 ms", "img/s", "FPS", "peak RSS MB",
-                "peak GPU MB"]
+        keep = ["model", "backend", "batch", "status", "median ms", "GPU busy ms", "p90 ms", "p99 ms", "img/s", "FPS",
+                "peak RSS MB", "peak GPU MB"]
         for row in rows:
             row[1] = f"{row[1]} {row[2]} {row[3]}".replace(" (CPU) cpu", " cpu")
         header = [h.replace("throughput img/s", "img/s") for h in header]
@@ -47,6 +47,7 @@ def terminal_rows(report: LatencyReport) -> tuple[list[str], list[list[str]]]:
             keep.remove("peak GPU MB")
     if all(r.status == "ok" for r in report.runs):
         keep.remove("status")
+    keep = [h for h in keep if h != "GPU busy ms" or h in header]  # only when some run measured it
     idx = [header.index(h) for h in keep]
     return [header[i] for i in idx], [[row[i] for i in idx] for row in rows]
 
