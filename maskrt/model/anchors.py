@@ -46,14 +46,23 @@ class AnchorGenerator(nn.Module):
 
     def _apply(self, fn, recurse=True):
         # Anchors stay float32 under ``.half()``: their coordinates need float32 at image scale.
+        device = self.cell_anchors_0.device
         super()._apply(fn, recurse)
-        self.tables = {}  # built again where the anchors now live
+        if self.cell_anchors_0.device != device:
+            # Built again where the anchors now live. Only then: a captured CUDA graph reads the tables, and
+            # .to() to the same device, .float() or .half() (which keep the anchors where they are) must not free them.
+            self.tables = {}
         for i in range(len(self.sizes)):
             name = f"cell_anchors_{i}"
             buf = self._buffers[name]
             if buf is not None and buf.dtype != torch.float32:
                 self._buffers[name] = buf.float()
         return self
+
+    def __getstate__(self):
+        # Copies (copy.copy, deepcopy, pickle) start without tables: they are a cache of this instance's anchors,
+        # up to 4 x 64 MiB that a copy made for fake-tensor counting or saving would only carry along.
+        return {**super().__getstate__(), "tables": {}}
 
     def num_anchors_per_location(self) -> list[int]:
         return [len(s) * len(a) for s, a in zip(self.sizes, self.aspect_ratios)]

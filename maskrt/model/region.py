@@ -17,11 +17,14 @@ width. With an image that fills the canvas every mask is all ones and the result
 from __future__ import annotations
 
 import math
+import threading
 from typing import Sequence
 
 import torch
 from torch import Tensor
 from torch._subclasses.fake_tensor import is_fake
+
+_CACHE_LOCK = threading.Lock()
 
 
 class AnchorTable:
@@ -62,11 +65,19 @@ class AnchorTable:
             return cls(sizes, strides, bases)
         key = (tuple(sizes), tuple(strides), str(bases[0].device))
         table = cache.get(key)
-        if table is None:
-            table = cls(sizes, strides, bases)
-            if len(cache) < cls.MAX_CACHED and table.nbytes <= cls.MAX_BYTES and not is_fake(table.positions):
+        if table is not None:
+            return table
+        table = cls(sizes, strides, bases)
+        if table.nbytes > cls.MAX_BYTES or is_fake(table.positions):
+            return table
+        with _CACHE_LOCK:  # two threads on one model (a server): one table per key, the bound kept
+            if key not in cache and len(cache) < cls.MAX_CACHED:
+                if table.positions.device.type == "cuda":
+                    # Complete before another thread's stream can read it (once per canvas; never inside a capture,
+                    # which warms up first).
+                    torch.cuda.current_stream(table.positions.device).synchronize()
                 cache[key] = table
-        return table
+            return cache.get(key, table)
 
     @property
     def nbytes(self) -> int:

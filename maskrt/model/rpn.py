@@ -120,6 +120,8 @@ class RegionProposalNetwork(nn.Module):
                 anc = anc[None].expand(obj.shape[0], -1, -1)
             if ok is not None:
                 obj = torch.where(ok, obj, torch.full_like(obj, float("-inf")))
+            elif fixed_k:  # every level then has a validity mask, padded or not
+                ok = torch.ones_like(obj, dtype=torch.bool)
             # fixed_k: append pre_n never-chosen-first candidates so that top-k of pre_n always exists. Running (not
             # tracing) a level that has pre_n candidates already, the padding could never be chosen before them
             # (the stable top-k prefers lower indices among equal -inf scores) and is skipped: ten operators a level.
@@ -130,7 +132,7 @@ class RegionProposalNetwork(nn.Module):
                 obj = torch.cat([obj, obj.new_full((b, pre_n), float("-inf"))], dim=1)
                 dl = torch.cat([dl, dl.new_zeros((b, pre_n, 4))], dim=1)
                 anc = torch.cat([anc, anc.new_zeros((b, pre_n, 4))], dim=1)
-                ok = torch.cat([ok if ok is not None else torch.ones_like(obj[:, :-pre_n], dtype=torch.bool),
+                ok = torch.cat([ok,
                                 torch.zeros((b, pre_n), dtype=torch.bool, device=obj.device)], dim=1)
             k = pre_n if padded else min(pre_n, obj.shape[1])
             top, idx = topk_stable(obj, k, dim=1)

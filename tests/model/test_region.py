@@ -65,8 +65,9 @@ def test_table_is_built_once_per_map_sizes_and_bounded():
     got, _ = region.anchor_grids(_features(canvases[-1], 1), gen.cell_anchors, gen.tables)
     expected, _ = region.anchor_grid(_features(canvases[-1], 1)[0], gen.cell_anchors[0])
     assert torch.equal(got[0], expected)
-    gen.to(torch.float64)  # moving or casting the module drops the tables
+    gen.to("meta")  # moving the module to another device drops the tables
     assert gen.tables == {}
+    gen = AnchorGenerator()
     # a canvas whose table would exceed MAX_BYTES builds it per forward
     big = (1024, 1024)
     table = AnchorTable.cached({}, [(256, 256)], [4], gen.cell_anchors[:1])
@@ -96,3 +97,61 @@ def test_fake_tensor_forward_does_not_leave_a_table_without_data():
     assert all(torch.equal(a, b) for a, b in zip(first, second))
     run_on_fake_tensors(deploy, images, sizes)  # with a real table kept: not mixed into the fake forward
     assert len(deploy.model.rpn.anchor_generator.tables) == 1
+
+
+def test_tables_survive_casts_and_same_device_moves_and_are_not_copied():
+    import copy
+    import io
+    import threading
+
+    gen = AnchorGenerator()
+    canvas = (128, 192)
+    _region(canvas, [list(canvas)]).anchor_grids(_features(canvas, 1), gen.cell_anchors, gen.tables)
+    table = next(iter(gen.tables.values()))
+    # a captured CUDA graph reads the table: moves to where it already is and casts must not free it
+    for op in (lambda m: m.to("cpu"), lambda m: m.float(), lambda m: m.half(), lambda m: m.to(torch.float64)):
+        op(gen)
+        assert next(iter(gen.tables.values())) is table
+    assert all(a.dtype == torch.float32 for a in gen.cell_anchors)
+    gen.to("meta")  # a real move: built again on the new device
+    assert gen.tables == {}
+    gen = AnchorGenerator()
+    _region(canvas, [list(canvas)]).anchor_grids(_features(canvas, 1), gen.cell_anchors, gen.tables)
+    for clone in (copy.copy(gen), copy.deepcopy(gen)):
+        assert clone.tables == {} and clone.tables is not gen.tables
+    buffer = io.BytesIO()
+    torch.save(gen, buffer)
+    assert torch.load(io.BytesIO(buffer.getvalue()), weights_only=False).tables == {}
+    assert len(gen.tables) == 1
+
+    # threads starting their first forward together share one table per canvas
+    barrier, got = threading.Barrier(6), []
+
+    def first_forward():
+        barrier.wait()
+        got.append(AnchorTable.cached(gen.tables, [(40, 40)], [4], gen.cell_anchors[:1]))
+
+    threads = [threading.Thread(target=first_forward) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(gen.tables) == 2 and all(t is got[0] for t in got)
+
+
+def test_propose_with_fixed_k_and_no_validity_mask():
+    """Levels with more and fewer candidates than pre_n together, without anchor validity (no caller in maskrt
+    passes this today; it must still run)."""
+    from maskrt.model.presets import load_model
+
+    rpn = load_model("shapes", random_weights=True, seed=0).rpn
+    g = torch.Generator().manual_seed(0)
+    logits = [torch.randn(2, 3, 8, 8, generator=g), torch.randn(2, 3, 2, 2, generator=g)]  # 192 and 12 candidates
+    deltas = [torch.randn(2, 12, 8, 8, generator=g) * 0.1, torch.randn(2, 12, 2, 2, generator=g) * 0.1]
+    anchors = rpn.anchor_generator((64, 64), [(8, 8), (2, 2)])[:2]
+    sizes = torch.tensor([[64, 64]])
+    proposals, valid = rpn.propose(logits, deltas, anchors, sizes, pre_nms_top_n=50, post_nms_top_n=30,
+                                   fixed_k=True)
+    reference, reference_valid = rpn.propose(logits, deltas, anchors, sizes, pre_nms_top_n=50, post_nms_top_n=30)
+    assert proposals.shape == (2, 30, 4) and valid.any()
+    assert torch.equal(proposals[valid], reference[reference_valid])
