@@ -231,7 +231,6 @@ def gpu_busy_ms(torch, fn, target: Target, iterations: int = 3) -> float | None:
 def count_syncs(torch, fn, target: Target) -> int | None:
     """Host synchronisations one call makes (``torch.cuda.set_sync_debug_mode("warn")``); None on the CPU."""
     if not target.cuda:
-        fn()
         return None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -44,28 +44,21 @@ def summary_rows(report: LatencyReport) -> tuple[list[str], list[list[str]]]:
                          number(100.0 * acc["bbox_ap"], 1) if acc.get("bbox_ap") is not None else "—",
                          number(100.0 * acc["segm_ap"], 1) if acc.get("segm_ap") is not None else "—"])
         return _with_gpu_busy(report, header, rows)
-    header = ["model", "backend", "device", "precision", "batch", "status", "median ms", "GPU busy ms",
-              "mean ± std ms", "p90 ms", "p95 ms", "p99 ms", "per-image ms", "throughput img/s", "FPS", "peak RSS MB",
-              "peak GPU MB"]
+    header = ["model", "backend", "device", "precision", "batch", "status", "median ms", "mean ± std ms", "p90 ms",
+              "p95 ms", "p99 ms", "per-image ms", "throughput img/s", "FPS", "peak RSS MB", "peak GPU MB"]
     rows = []
     for run in report.runs:
         s = run.stat("model")
-        busy = (run.gpu_busy or {}).get("ms_per_execute")
         rows.append([run.model.get("name", run.label), variant_text(run), run.device, run.precision, str(run.batch),
-                     status_text(run), milliseconds(s and s.median), milliseconds(busy),
-                     f"{milliseconds(s.mean)} ± {milliseconds(s.std)}" if s else "—",
+                     status_text(run), milliseconds(s and s.median), f"{milliseconds(s.mean)} ± {milliseconds(s.std)}" if s else "—",
                      milliseconds(s and s.p90), milliseconds(s and s.p95), milliseconds(s and s.p99), milliseconds(s and s.median / run.batch),
                      number(s and s.throughput), number(s and s.fps), number(run.memory.get("peak_rss_mb"), 0),
                      number(run.memory.get("peak_gpu_mb"), 0)])
-    if not any(r.gpu_busy for r in report.runs):  # CPU-only reports: no column of dashes
-        column = header.index("GPU busy ms")
-        header = header[:column] + header[column + 1:]
-        rows = [row[:column] + row[column + 1:] for row in rows]
-    return header, rows
+    return _with_gpu_busy(report, header, rows)
 
 
 def _with_gpu_busy(report: LatencyReport, header: list[str], rows: list[list[str]]):
-    """The bench table with a "GPU busy ms" column after the median when some row measured it."""
+    """A "GPU busy ms" column after the median when some run measured it (CPU-only reports: no column of dashes)."""
     if not any(r.gpu_busy for r in report.runs):
         return header, rows
     column = header.index("median ms") + 1
